@@ -1,0 +1,69 @@
+//! Command-line interface of the `kubetempura` binary.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::render_cmd;
+
+/// kubetempura: per-pull-request review environments on Kubernetes.
+///
+/// The applier (`kubetempura run`) runs in the cluster and needs no inbound exposure: it
+/// long-polls an SQS FIFO queue fed by the webhook function and server-side-applies the
+/// objects of every matching ReviewApp.
+#[derive(Debug, Parser)]
+#[command(name = "kubetempura", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the ReviewApp and PR CustomResourceDefinitions as multi-document YAML.
+    Crd,
+    /// Render a ReviewApp for one pull request and print the objects that would be applied
+    /// (namespace forced, labels added), like `helm template`. Works offline.
+    Render(render_cmd::RenderArgs),
+}
+
+/// Runs a parsed command line; errors are printed as one line on stderr.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Crd => print_crds(),
+        Command::Render(args) => render_cmd::run(&args, &mut std::io::stdout().lock(), &mut std::io::stderr().lock()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_crds() -> anyhow::Result<()> {
+    print!("{}", kubetempura_common::crd::crds_yaml()?);
+    Ok(())
+}
+
+/// A path argument that may be `-` for standard input.
+pub fn read_input(path: &PathBuf) -> std::io::Result<String> {
+    if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

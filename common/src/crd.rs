@@ -1,0 +1,283 @@
+//! The custom resources: `ReviewApp` (what to create per pull request) and `PR` (the record of
+//! one environment). Group `kubetempura.mercari.com`, version `v1`, compatible with the
+//! original KubeTempura's `ReviewApp`.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, CustomResourceExt};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A ReviewApp: the templates of the objects to create for every pull request of one
+/// repository. Fields beyond `githubRepository` and `resources` are kubetempura additions; each
+/// defaults to the original KubeTempura behaviour.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kubetempura.mercari.com",
+    version = "v1",
+    kind = "ReviewApp",
+    plural = "reviewapps",
+    shortname = "ra",
+    namespaced,
+    status = "ReviewAppStatus",
+    printcolumn = r#"{"name":"Repository","type":"string","jsonPath":".spec.githubRepository"}"#,
+    printcolumn = r#"{"name":"Active","type":"integer","jsonPath":".status.activePRs"}"#,
+    printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"TemplateValid\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewAppSpec {
+    /// URL of the GitHub repository whose pull requests get environments, e.g.
+    /// `https://github.com/mercari/not-exists` (matched case-insensitively; a trailing `/` or
+    /// `.git` is tolerated).
+    pub github_repository: String,
+    /// Templates of the objects to create for each pull request. String values may use
+    /// `{{PR_NUMBER}}`, `{{COMMIT_REF}}`, `{{COMMIT_REF_SHORT}}` and the other variables in the
+    /// README.
+    #[schemars(schema_with = "templates_schema")]
+    pub resources: Vec<serde_json::Value>,
+    /// Which pull requests get an environment. Absent: every non-fork pull request, as the
+    /// original KubeTempura did for trusted PRs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ReviewAppPolicy>,
+}
+
+/// Filters deciding which pull requests get an environment. Every field is optional and the
+/// defaults deploy every pull request that is not from a fork.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewAppPolicy {
+    /// Deploy pull requests whose head branch is in another repository (a fork). Off by
+    /// default: a fork's author could otherwise run code in your cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_forks: Option<bool>,
+    /// Deploy draft pull requests (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_drafts: Option<bool>,
+    /// Deploy only pull requests carrying every one of these labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub required_labels: Vec<String>,
+    /// Deploy only pull requests whose head branch matches one of these glob patterns (`*` any
+    /// run of characters, `?` one character). Empty: any branch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub head_branches: Vec<String>,
+    /// Deploy only pull requests whose base branch matches one of these glob patterns. Empty:
+    /// any branch.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_branches: Vec<String>,
+}
+
+/// Observed state of a ReviewApp.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewAppStatus {
+    /// The generation of the spec the applier last rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// How many pull requests currently have a live environment.
+    #[serde(default, rename = "activePRs", skip_serializing_if = "Option::is_none")]
+    pub active_prs: Option<i64>,
+    /// Placeholders that look like variables but are not known (left verbatim).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// `TemplateValid` and `Ready`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The record of one pull request's environment for one ReviewApp, named
+/// `<reviewapp>-pr<number>` and owned by the ReviewApp.
+#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "kubetempura.mercari.com",
+    version = "v1",
+    kind = "PR",
+    plural = "prs",
+    singular = "pr",
+    namespaced,
+    status = "PRStatus",
+    printcolumn = r#"{"name":"ReviewApp","type":"string","jsonPath":".spec.reviewApp"}"#,
+    printcolumn = r#"{"name":"PR","type":"integer","jsonPath":".spec.number"}"#,
+    printcolumn = r#"{"name":"Branch","type":"string","jsonPath":".spec.headBranch"}"#,
+    printcolumn = r#"{"name":"Commit","type":"string","jsonPath":".status.commitShort"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PRSpec {
+    /// Name of the ReviewApp (same namespace) this environment belongs to.
+    pub review_app: String,
+    /// Repository URL as GitHub reports it.
+    pub repository: String,
+    /// Pull request number.
+    pub number: u64,
+    /// Full SHA of the head commit of the latest event.
+    pub head_sha: String,
+    /// Head branch of the latest event.
+    pub head_branch: String,
+    /// Base branch of the latest event.
+    pub base_branch: String,
+    /// Login of the pull request's author.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// The pull request's `updated_at` of the latest event applied (orders events).
+    pub last_event_at: String,
+    /// `X-GitHub-Delivery` of the latest event applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_delivery_id: Option<String>,
+    /// True once the pull request was closed or merged; the object is then a tombstone.
+    #[serde(default)]
+    pub closed: bool,
+}
+
+/// Lifecycle of an environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Phase {
+    /// Every object of the last render was applied.
+    Applied,
+    /// The last render or apply failed; see the conditions.
+    Failed,
+    /// The pull request does not pass the ReviewApp's policy; nothing is deployed.
+    Skipped,
+    /// The pull request is closed; its objects were deleted.
+    Closed,
+}
+
+/// Observed state of an environment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PRStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// First 7 characters of the head commit applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_short: Option<String>,
+    /// Full head commit applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_commit: Option<String>,
+    /// The ReviewApp generation the objects were rendered from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_generation: Option<i64>,
+    /// The objects created for this environment (deleted on close, pruned on re-render).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inventory: Vec<InventoryEntry>,
+    /// Human-readable summary of the last outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When the pull request was closed (for tombstone retention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One object the applier created.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InventoryEntry {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// A status condition, shaped like `metav1.Condition`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    #[serde(default)]
+    pub message: String,
+    /// RFC 3339 time the status last changed.
+    pub last_transition_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+fn templates_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": {
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true
+        }
+    })
+}
+
+/// Both CRDs as multi-document YAML, as committed under `infra/crds/`.
+pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
+    let mut out = String::from(
+        "# Generated by `kubetempura crd` from common/src/crd.rs. Do not edit by hand:\n# run `make crds`.\n",
+    );
+    for crd in [ReviewApp::crd(), PR::crd()] {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&crd)?);
+    }
+    Ok(out)
+}
+
+/// Labels every rendered object carries (see DESIGN.md).
+pub fn object_labels(review_app: &str, number: u64) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_owned(), crate::MANAGER_NAME.to_owned()),
+        (LABEL_REVIEWAPP.to_owned(), review_app.to_owned()),
+        (LABEL_PR.to_owned(), number.to_string()),
+    ])
+}
+
+/// Label naming the ReviewApp an object was rendered from.
+pub const LABEL_REVIEWAPP: &str = "kubetempura.mercari.com/reviewapp";
+/// Label carrying the pull request number an object was rendered for.
+pub const LABEL_PR: &str = "kubetempura.mercari.com/pr";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COMMITTED: &str = include_str!("../../infra/crds/crds.yaml");
+
+    #[test]
+    fn committed_crd_yaml_matches_the_types() {
+        let generated = crds_yaml().unwrap();
+        assert!(
+            generated == COMMITTED,
+            "infra/crds/crds.yaml drifted from common/src/crd.rs: run `make crds` and commit the result"
+        );
+    }
+
+    #[test]
+    fn crds_have_the_original_group_names_and_columns() {
+        let ra = ReviewApp::crd();
+        assert_eq!(ra.metadata.name.as_deref(), Some("reviewapps.kubetempura.mercari.com"));
+        assert_eq!(ra.spec.scope, "Namespaced");
+        let pr = PR::crd();
+        assert_eq!(pr.metadata.name.as_deref(), Some("prs.kubetempura.mercari.com"));
+        let cols: Vec<String> = pr.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.clone())
+            .collect();
+        assert_eq!(cols, ["ReviewApp", "PR", "Branch", "Commit", "Phase", "Age"]);
+        assert!(pr.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+    }
+
+    #[test]
+    fn templates_keep_unknown_fields() {
+        let yaml = crds_yaml().unwrap();
+        assert!(yaml.contains("x-kubernetes-preserve-unknown-fields: true"));
+    }
+
+    #[test]
+    fn original_reviewapps_deserialize_unchanged() {
+        let ra: ReviewApp = serde_yaml::from_str(include_str!("../../infra/examples/reviewapp-sample.yaml")).unwrap();
+        assert_eq!(ra.spec.github_repository, "https://github.com/mercari/not-exists");
+        assert_eq!(ra.spec.resources.len(), 2);
+        assert_eq!(ra.spec.policy, None);
+    }
+}

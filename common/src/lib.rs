@@ -1,0 +1,20 @@
+//! Pure logic shared by the kubetempura webhook function and the in-cluster applier.
+//!
+//! Nothing in this crate performs network I/O: it holds the queue message model and its
+//! normalisation from GitHub deliveries ([`event`]), webhook signature verification
+//! ([`signature`]), template rendering ([`render`]), the object policy ([`policy`]), the
+//! custom resource types ([`crd`]) and naming rules ([`naming`]).
+
+pub mod crd;
+pub mod event;
+pub mod naming;
+pub mod policy;
+pub mod render;
+pub mod signature;
+
+/// The API group of kubetempura's custom resources (unchanged from the original KubeTempura).
+pub const API_GROUP: &str = "kubetempura.mercari.com";
+/// The API version of kubetempura's custom resources.
+pub const API_VERSION: &str = "v1";
+/// The value of `app.kubernetes.io/managed-by` on every object the applier creates.
+pub const MANAGER_NAME: &str = "kubetempura";

@@ -1,0 +1,507 @@
+//! Template rendering, compatible with the original KubeTempura.
+//!
+//! Placeholders `{{NAME}}` (whitespace inside the braces allowed) are replaced in string values
+//! only — never in keys — after the template was parsed, so no branch name or title can change
+//! the structure of an object. `{{ … }}` text that is not one of our variables (Go templates in
+//! a ConfigMap, Prometheus annotations) is left verbatim; an unknown placeholder shaped like a
+//! variable (`{{UPPER_SNAKE}}`) is left verbatim too and reported as a warning.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde_json::{Map, Value};
+
+use crate::crd::{object_labels, InventoryEntry};
+use crate::event::PrEvent;
+use crate::naming::branch_slug;
+use crate::policy::{GroupKind, ObjectPolicy, PolicyError, Scope};
+
+/// The variables a template may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variables {
+    pub pr_number: u64,
+    /// Full head commit SHA.
+    pub commit_ref: String,
+    pub head_branch: String,
+    pub base_branch: String,
+    pub repository_owner: String,
+    pub repository_name: String,
+    pub author: String,
+    pub title: String,
+    pub review_app: String,
+    pub namespace: String,
+}
+
+/// Every variable name, for documentation and `--help`.
+pub const VARIABLE_NAMES: &[&str] = &[
+    "PR_NUMBER",
+    "COMMIT_REF",
+    "COMMIT_REF_SHORT",
+    "HEAD_BRANCH",
+    "HEAD_BRANCH_SLUG",
+    "BASE_BRANCH",
+    "REPOSITORY_OWNER",
+    "REPOSITORY_NAME",
+    "PR_AUTHOR",
+    "PR_TITLE",
+    "REVIEWAPP_NAME",
+    "NAMESPACE",
+];
+
+impl Variables {
+    /// The variables of one event, for the ReviewApp `review_app` in `namespace`.
+    pub fn from_event(event: &PrEvent, review_app: &str, namespace: &str) -> Self {
+        Self {
+            pr_number: event.number,
+            commit_ref: event.head_sha.clone(),
+            head_branch: event.head_ref.clone(),
+            base_branch: event.base_ref.clone(),
+            repository_owner: event.repository.owner.clone(),
+            repository_name: event.repository.name.clone(),
+            author: event.author.clone(),
+            title: event.title.clone(),
+            review_app: review_app.to_owned(),
+            namespace: namespace.to_owned(),
+        }
+    }
+
+    /// The value of one variable, `None` when `name` is not a variable.
+    pub fn get(&self, name: &str) -> Option<Cow<'_, str>> {
+        Some(match name {
+            "PR_NUMBER" => Cow::Owned(self.pr_number.to_string()),
+            "COMMIT_REF" => Cow::Borrowed(&self.commit_ref),
+            "COMMIT_REF_SHORT" => Cow::Borrowed(short_sha(&self.commit_ref)),
+            "HEAD_BRANCH" => Cow::Borrowed(&self.head_branch),
+            "HEAD_BRANCH_SLUG" => Cow::Owned(branch_slug(&self.head_branch)),
+            "BASE_BRANCH" => Cow::Borrowed(&self.base_branch),
+            "REPOSITORY_OWNER" => Cow::Borrowed(&self.repository_owner),
+            "REPOSITORY_NAME" => Cow::Borrowed(&self.repository_name),
+            "PR_AUTHOR" => Cow::Borrowed(&self.author),
+            "PR_TITLE" => Cow::Borrowed(&self.title),
+            "REVIEWAPP_NAME" => Cow::Borrowed(&self.review_app),
+            "NAMESPACE" => Cow::Borrowed(&self.namespace),
+            _ => return None,
+        })
+    }
+}
+
+/// The first 7 characters of a commit id (`COMMIT_REF_SHORT`).
+pub fn short_sha(sha: &str) -> &str {
+    sha.get(..7).unwrap_or(sha)
+}
+
+fn is_variable_shaped(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_uppercase())
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Replaces our placeholders in one string. Unknown variable-shaped placeholders are added to
+/// `warnings` and left as they are; any other `{{ … }}` is left untouched.
+pub fn render_str<'a>(s: &'a str, vars: &Variables, warnings: &mut BTreeSet<String>) -> Cow<'a, str> {
+    if !s.contains("{{") {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 32);
+    let mut rest = s;
+    while let Some(open) = rest.find("{{") {
+        let after = &rest[open + 2..];
+        let Some(close) = after.find("}}") else { break };
+        let inner = after[..close].trim();
+        out.push_str(&rest[..open]);
+        match vars.get(inner) {
+            Some(v) => out.push_str(&v),
+            None => {
+                if is_variable_shaped(inner) {
+                    warnings.insert(format!("unknown variable {{{{{inner}}}}} left verbatim"));
+                }
+                out.push_str(&rest[open..open + 2 + close + 2]);
+            }
+        }
+        rest = &after[close + 2..];
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// Renders every string value of a JSON tree; keys are never touched.
+pub fn render_value(v: &Value, vars: &Variables, warnings: &mut BTreeSet<String>) -> Value {
+    match v {
+        Value::String(s) => Value::String(render_str(s, vars, warnings).into_owned()),
+        Value::Array(items) => Value::Array(items.iter().map(|i| render_value(i, vars, warnings)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter().map(|(k, v)| (k.clone(), render_value(v, vars, warnings))).collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Why a ReviewApp's templates could not be rendered. These are permanent: retrying cannot fix
+/// them, the ReviewApp must be edited.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("resources[{index}]: {reason}")]
+    Invalid { index: usize, reason: String },
+    #[error("resources[{index}] ({kind} {name}): {source}")]
+    Refused {
+        index: usize,
+        kind: String,
+        name: String,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("resources[{index}] ({kind} {name}): kind is not served by the cluster")]
+    UnknownKind { index: usize, kind: String, name: String },
+    #[error("resources[{index}] and resources[{first}] both render to {kind} {name}")]
+    Duplicate { index: usize, first: usize, kind: String, name: String },
+}
+
+/// One object ready to apply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedObject {
+    pub api_version: String,
+    pub kind: String,
+    pub name: String,
+    /// `None` for cluster-scoped objects.
+    pub namespace: Option<String>,
+    pub scope: Scope,
+    /// The whole object, namespace forced and labels added.
+    pub object: Value,
+}
+
+impl RenderedObject {
+    pub fn group_kind(&self) -> GroupKind {
+        GroupKind::from_api_version(&self.api_version, &self.kind)
+    }
+
+    pub fn inventory_entry(&self) -> InventoryEntry {
+        InventoryEntry {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            namespace: self.namespace.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+/// All objects of one ReviewApp for one pull request.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rendered {
+    pub objects: Vec<RenderedObject>,
+    /// Unknown placeholders, to report on the ReviewApp status.
+    pub warnings: Vec<String>,
+}
+
+/// What rendering needs besides the variables.
+pub struct RenderContext<'a> {
+    /// The operator's object policy.
+    pub policy: &'a ObjectPolicy,
+    /// The scope of a kind (`None`: not served). The applier asks discovery; offline rendering
+    /// uses [`crate::policy::builtin_scope`].
+    pub scope_of: &'a dyn Fn(&str, &str) -> Option<Scope>,
+    /// Owner reference to the `PR` object, when known.
+    pub owner: Option<&'a OwnerReference>,
+}
+
+/// Renders a ReviewApp's `resources` for one pull request: substitutes variables, forces
+/// namespaced objects into `vars.namespace`, applies the object policy, adds the labels and the
+/// owner reference.
+pub fn render_resources(templates: &[Value], vars: &Variables, ctx: &RenderContext<'_>) -> Result<Rendered, RenderError> {
+    let mut warnings = BTreeSet::new();
+    let mut objects: Vec<RenderedObject> = Vec::with_capacity(templates.len());
+    let mut seen: BTreeMap<(String, String, Option<String>, String), usize> = BTreeMap::new();
+    let labels = object_labels(&vars.review_app, vars.pr_number);
+    for (index, template) in templates.iter().enumerate() {
+        let invalid = |reason: &str| RenderError::Invalid { index, reason: reason.to_owned() };
+        if !template.is_object() {
+            return Err(invalid("not an object"));
+        }
+        let mut obj = render_value(template, vars, &mut warnings);
+        let Some(map) = obj.as_object_mut() else { return Err(invalid("not an object")) };
+        let api_version = non_empty_str(map.get("apiVersion")).ok_or_else(|| invalid("apiVersion must be a non-empty string"))?;
+        let kind = non_empty_str(map.get("kind")).ok_or_else(|| invalid("kind must be a non-empty string"))?;
+        let metadata = map
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Map::new()))
+            .as_object_mut()
+            .ok_or_else(|| invalid("metadata must be an object"))?;
+        let name = non_empty_str(metadata.get("name")).ok_or_else(|| invalid("metadata.name must be a non-empty string"))?;
+        if name.len() > 253 || name.contains('/') || name == "." || name == ".." {
+            return Err(invalid(&format!("metadata.name {name:?} is not a valid object name")));
+        }
+        let gk = GroupKind::from_api_version(&api_version, &kind);
+        let scope = (ctx.scope_of)(&api_version, &kind).ok_or_else(|| RenderError::UnknownKind {
+            index,
+            kind: gk.to_string(),
+            name: name.clone(),
+        })?;
+        ctx.policy.check(&gk, scope).map_err(|source| RenderError::Refused {
+            index,
+            kind: gk.to_string(),
+            name: name.clone(),
+            source,
+        })?;
+        let namespace = match scope {
+            Scope::Namespaced => {
+                metadata.insert("namespace".to_owned(), Value::String(vars.namespace.clone()));
+                Some(vars.namespace.clone())
+            }
+            Scope::Cluster => {
+                metadata.remove("namespace");
+                None
+            }
+        };
+        let label_map = metadata
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if label_map.is_null() {
+            *label_map = Value::Object(Map::new());
+        }
+        let label_map = label_map.as_object_mut().ok_or_else(|| invalid("metadata.labels must be a map"))?;
+        for (k, v) in &labels {
+            label_map.insert(k.clone(), Value::String(v.clone()));
+        }
+        if let Some(owner) = ctx.owner {
+            let owner = serde_json::to_value(owner).map_err(|e| invalid(&e.to_string()))?;
+            metadata.insert("ownerReferences".to_owned(), Value::Array(vec![owner]));
+        }
+        let key = (gk.group.clone(), kind.clone(), namespace.clone(), name.clone());
+        if let Some(&first) = seen.get(&key) {
+            return Err(RenderError::Duplicate { index, first, kind: gk.to_string(), name });
+        }
+        seen.insert(key, index);
+        objects.push(RenderedObject { api_version, kind, name, namespace, scope, object: obj });
+    }
+    Ok(Rendered { objects, warnings: warnings.into_iter().collect() })
+}
+
+fn non_empty_str(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::builtin_scope;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn vars() -> Variables {
+        Variables {
+            pr_number: 123,
+            commit_ref: "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7".into(),
+            head_branch: "feature/Login".into(),
+            base_branch: "main".into(),
+            repository_owner: "mercari".into(),
+            repository_name: "not-exists".into(),
+            author: "alice".into(),
+            title: "Add login".into(),
+            review_app: "reviewapp-sample".into(),
+            namespace: "team-a".into(),
+        }
+    }
+
+    fn offline_scope(api_version: &str, kind: &str) -> Option<Scope> {
+        Some(builtin_scope(&GroupKind::from_api_version(api_version, kind)))
+    }
+
+    fn render(templates: &[Value]) -> Result<Rendered, RenderError> {
+        let policy = ObjectPolicy::default();
+        render_resources(templates, &vars(), &RenderContext { policy: &policy, scope_of: &offline_scope, owner: None })
+    }
+
+    fn r(s: &str) -> (String, Vec<String>) {
+        let mut w = BTreeSet::new();
+        let out = render_str(s, &vars(), &mut w).into_owned();
+        (out, w.into_iter().collect())
+    }
+
+    #[test]
+    fn original_variables_render() {
+        assert_eq!(r("pr{{PR_NUMBER}}-{{COMMIT_REF_SHORT}}").0, "pr123-32f7bfe");
+        assert_eq!(r("{{COMMIT_REF}}").0, "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7");
+        assert_eq!(r("{{ PR_NUMBER }}/{{\tPR_NUMBER}}").0, "123/123");
+    }
+
+    #[test]
+    fn added_variables_render() {
+        assert_eq!(
+            r("{{HEAD_BRANCH}} {{HEAD_BRANCH_SLUG}} {{BASE_BRANCH}} {{REPOSITORY_OWNER}}/{{REPOSITORY_NAME}} {{PR_AUTHOR}} {{PR_TITLE}} {{REVIEWAPP_NAME}} {{NAMESPACE}}").0,
+            "feature/Login feature-login main mercari/not-exists alice Add login reviewapp-sample team-a"
+        );
+        for name in VARIABLE_NAMES {
+            assert!(vars().get(name).is_some(), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_variable_placeholders_warn_and_stay() {
+        let (out, w) = r("x-{{ NOT_A_VAR }}-{{PR_NUMBER}}");
+        assert_eq!(out, "x-{{ NOT_A_VAR }}-123");
+        assert_eq!(w, vec!["unknown variable {{NOT_A_VAR}} left verbatim"]);
+    }
+
+    #[test]
+    fn go_templates_and_other_braces_are_untouched_without_warning() {
+        for s in ["{{ .Values.x }}", "{{ $labels.instance }}", "{{- range .Items }}{{ end -}}", "{{", "}}{{", "{{{PR_NUMBER}}}"] {
+            let (out, w) = r(s);
+            if s == "{{{PR_NUMBER}}}" {
+                // The first "{{" opens; its inner text "{PR_NUMBER" is not a variable.
+                assert_eq!(out, s);
+            } else {
+                assert_eq!(out, s);
+            }
+            assert!(w.is_empty(), "{s}: {w:?}");
+        }
+    }
+
+    #[test]
+    fn keys_are_never_rendered() {
+        let out = render_value(&json!({"{{PR_NUMBER}}": "{{PR_NUMBER}}"}), &vars(), &mut BTreeSet::new());
+        assert_eq!(out, json!({"{{PR_NUMBER}}": "123"}));
+    }
+
+    #[test]
+    fn non_string_values_are_kept() {
+        let t = json!({"a": 1, "b": true, "c": null, "d": [1.5, "{{PR_NUMBER}}"]});
+        assert_eq!(render_value(&t, &vars(), &mut BTreeSet::new()), json!({"a": 1, "b": true, "c": null, "d": [1.5, "123"]}));
+    }
+
+    #[test]
+    fn namespace_is_forced_and_labels_added() {
+        let out = render(&[json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s-{{PR_NUMBER}}", "namespace": "kube-system", "labels": {"app": "x", "kubetempura.mercari.com/pr": "999"}}})]).unwrap();
+        let o = &out.objects[0];
+        assert_eq!(o.namespace.as_deref(), Some("team-a"));
+        assert_eq!(o.object["metadata"]["namespace"], "team-a");
+        assert_eq!(o.object["metadata"]["labels"]["app"], "x");
+        assert_eq!(o.object["metadata"]["labels"]["kubetempura.mercari.com/pr"], "123");
+        assert_eq!(o.object["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kubetempura");
+        assert_eq!(o.name, "s-123");
+    }
+
+    #[test]
+    fn owner_reference_is_set_when_given() {
+        let owner = OwnerReference { api_version: "kubetempura.mercari.com/v1".into(), kind: "PR".into(), name: "ra-pr1".into(), uid: "u-1".into(), controller: Some(true), block_owner_deletion: Some(true) };
+        let policy = ObjectPolicy::default();
+        let out = render_resources(&[json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})], &vars(), &RenderContext { policy: &policy, scope_of: &offline_scope, owner: Some(&owner) }).unwrap();
+        assert_eq!(out.objects[0].object["metadata"]["ownerReferences"][0]["uid"], "u-1");
+    }
+
+    #[test]
+    fn refused_kinds_are_clear_errors() {
+        let err = render(&[json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "x"}})]).unwrap_err();
+        assert!(matches!(err, RenderError::Refused { index: 0, .. }), "{err}");
+        let err = render(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pr-{{PR_NUMBER}}"}})]).unwrap_err();
+        assert_eq!(err.to_string(), "resources[0] (Namespace pr-123): Namespace is cluster-scoped; the applier creates only namespaced objects unless its operator allows the kind (--allow-kind Namespace)");
+    }
+
+    #[test]
+    fn allowed_cluster_scoped_kinds_lose_their_namespace() {
+        let policy = ObjectPolicy::allowing([GroupKind::new("", "Namespace")]);
+        let out = render_resources(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pr-{{PR_NUMBER}}", "namespace": "x"}})], &vars(), &RenderContext { policy: &policy, scope_of: &offline_scope, owner: None }).unwrap();
+        assert_eq!(out.objects[0].namespace, None);
+        assert!(out.objects[0].object["metadata"].get("namespace").is_none());
+    }
+
+    #[test]
+    fn malformed_templates_are_clear_errors() {
+        let cases = [
+            (json!("string"), "resources[0]: not an object"),
+            (json!({"kind": "Service", "metadata": {"name": "a"}}), "resources[0]: apiVersion must be a non-empty string"),
+            (json!({"apiVersion": "v1", "metadata": {"name": "a"}}), "resources[0]: kind must be a non-empty string"),
+            (json!({"apiVersion": "v1", "kind": "Service"}), "resources[0]: metadata.name must be a non-empty string"),
+            (json!({"apiVersion": "v1", "kind": "Service", "metadata": []}), "resources[0]: metadata must be an object"),
+            (json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a/b"}}), "resources[0]: metadata.name \"a/b\" is not a valid object name"),
+            (json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "labels": "x"}}), "resources[0]: metadata.labels must be a map"),
+        ];
+        for (t, want) in cases {
+            assert_eq!(render(&[t]).unwrap_err().to_string(), want);
+        }
+    }
+
+    #[test]
+    fn unknown_kinds_are_reported() {
+        let policy = ObjectPolicy::default();
+        let none = |_: &str, _: &str| None;
+        let err = render_resources(&[json!({"apiVersion": "x.io/v1", "kind": "Foo", "metadata": {"name": "a"}})], &vars(), &RenderContext { policy: &policy, scope_of: &none, owner: None }).unwrap_err();
+        assert!(matches!(err, RenderError::UnknownKind { .. }));
+    }
+
+    #[test]
+    fn duplicate_objects_are_refused() {
+        let t = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}});
+        let err = render(&[t.clone(), t]).unwrap_err();
+        assert!(matches!(err, RenderError::Duplicate { index: 1, first: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn short_sha_of_short_input_is_whole() {
+        assert_eq!(short_sha("abc"), "abc");
+    }
+
+    /// The shape of a tree: keys and structure, with every string replaced by a marker.
+    fn shape(v: &Value) -> Value {
+        match v {
+            Value::String(_) => Value::String(String::new()),
+            Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
+            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+            other => other.clone(),
+        }
+    }
+
+    fn hostile() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("\"quoted\": value\n- item\n---\n...\n".to_owned()),
+            Just("{{PR_NUMBER}}{{ COMMIT_REF }}{{".to_owned()),
+            Just("a: b\nc: [d, {e: f}]\n".to_owned()),
+            Just("'\"\\\n\r\t#&*!|>%@`".to_owned()),
+            Just("x".repeat(10 * 1024)),
+            Just("--- !!map\n? key\n: value".to_owned()),
+            "\\PC{0,64}",
+            ".{0,64}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn hostile_branches_and_titles_cannot_change_the_shape(branch in hostile(), base in hostile(), title in hostile(), author in hostile()) {
+            let template = json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "c-{{PR_NUMBER}}", "annotations": {"branch": "{{HEAD_BRANCH}}"}},
+                "data": {
+                    "all": VARIABLE_NAMES.iter().map(|v| format!("{{{{{v}}}}}")).collect::<Vec<_>>().join(" "),
+                    "title": "{{PR_TITLE}}",
+                    "base": "{{ BASE_BRANCH }}",
+                    "author": "{{PR_AUTHOR}}",
+                    "list": ["{{HEAD_BRANCH}}", {"nested": "{{PR_TITLE}}"}],
+                }
+            });
+            let mut v = vars();
+            v.head_branch = branch.clone();
+            v.base_branch = base;
+            v.title = title.clone();
+            v.author = author;
+            let policy = ObjectPolicy::default();
+            let out = render_resources(std::slice::from_ref(&template), &v, &RenderContext { policy: &policy, scope_of: &offline_scope, owner: None }).unwrap();
+            let rendered = &out.objects[0].object;
+            // Keys and structure are those of the template plus what rendering adds (namespace, labels).
+            let mut expected = shape(&template);
+            expected["metadata"]["namespace"] = Value::String(String::new());
+            expected["metadata"]["labels"] = shape(&json!(object_labels("x", 1)));
+            prop_assert_eq!(shape(rendered), expected);
+            prop_assert_eq!(rendered["data"]["title"].as_str(), Some(title.as_str()));
+            prop_assert_eq!(rendered["metadata"]["annotations"]["branch"].as_str(), Some(branch.as_str()));
+            // What is printed and applied as YAML parses back to the very same tree.
+            let yaml = serde_yaml::to_string(rendered).unwrap();
+            let back: Value = serde_yaml::from_str(&yaml).unwrap();
+            prop_assert_eq!(&back, rendered);
+        }
+
+        #[test]
+        fn strings_without_placeholders_are_unchanged(s in "[^{]{0,200}") {
+            prop_assert_eq!(r(&s).0, s);
+        }
+    }
+}
