@@ -11,6 +11,8 @@ pub mod naming;
 pub mod policy;
 pub mod render;
 pub mod signature;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 /// The API group of kubetempura's custom resources (unchanged from the original KubeTempura).
 pub const API_GROUP: &str = "kubetempura.mercari.com";

@@ -1,0 +1,72 @@
+# kubetempura task runner. The README's two commands are `make demo` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := $(CURDIR)/.venv
+CHECKS_VENV := $(CURDIR)/.venv-checks
+export PATH := $(VENV)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+export CARGO_TERM_COLOR ?= never
+CARGO       ?= cargo
+NEXTEST_VERSION := 0.9.143
+
+.PHONY: help
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------------------------------------
+# Tools: pinned, installed into the project (.venv, node_modules), never globally.
+
+$(VENV)/.installed: tools/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements.txt
+	touch $@
+
+$(CHECKS_VENV)/.installed: tools/requirements-checks.txt
+	python3 -m venv $(CHECKS_VENV)
+	$(CHECKS_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-checks.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.PHONY: deps
+deps: $(VENV)/.installed $(CHECKS_VENV)/.installed node_modules/.installed ## Install the pinned test tools (emulators, kubectl, checkers, fixtures)
+	@command -v cargo-nextest >/dev/null || $(CARGO) install --locked cargo-nextest --version $(NEXTEST_VERSION)
+
+# ---------------------------------------------------------------------------------------------
+# Checks and tests.
+
+.PHONY: fmt-check
+fmt-check: ## Check formatting
+	$(CARGO) fmt --all -- --check
+
+.PHONY: lint
+lint: ## Clippy with warnings denied
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: test-rust
+test-rust: deps ## All Rust tests (unit, property, stand-in conformance, end to end)
+	$(CARGO) nextest run --workspace --locked --no-fail-fast
+
+.PHONY: test
+test: deps fmt-check lint test-rust test-terraform test-infra ## Everything CI runs
+
+.PHONY: crds
+crds: ## Regenerate infra/crds/crds.yaml from the Rust types
+	$(CARGO) run --quiet -p kubetempura-applier -- crd > infra/crds/crds.yaml
+
+# ---------------------------------------------------------------------------------------------
+# Demo.
+
+.PHONY: demo
+demo: ## Render the shared sample ReviewApp for PR 123 (the end-to-end demo replaces this)
+	$(CARGO) run --quiet -p kubetempura-applier -- render -f infra/examples/reviewapp-sample.yaml \
+	  --pr 123 --sha 32f7bfe8b7279912ce1eb6dfb6653ee297936cf7
+
+-include terraform/terraform.mk
+-include infra/infra.mk
+
+# Fallbacks while a part has no checks of its own yet.
+.PHONY: test-terraform test-infra

@@ -1,0 +1,62 @@
+//! Test support: the real GitHub `pull_request` payloads of the npm package
+//! `@octokit/webhooks-examples` (installed by `make deps` into `node_modules/`).
+
+use std::path::PathBuf;
+
+/// One example delivery.
+#[derive(Debug, Clone)]
+pub struct Example {
+    /// Where it came from, e.g. `api.github.com#3 (closed)`.
+    pub source: String,
+    /// `action` of the payload.
+    pub action: String,
+    /// The payload, serialised as GitHub would send it.
+    pub body: Vec<u8>,
+}
+
+/// The folder of the installed package (override with `OCTOKIT_WEBHOOKS_EXAMPLES`).
+pub fn examples_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("OCTOKIT_WEBHOOKS_EXAMPLES") {
+        return PathBuf::from(dir);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../node_modules/@octokit/webhooks-examples")
+}
+
+/// Every `pull_request` example of every folder (api.github.com and ghes-*), sorted by folder.
+///
+/// # Panics
+/// When the package is not installed: run `make deps` (or `npm ci`) first.
+pub fn pull_request_examples() -> Vec<Example> {
+    let dir = examples_dir();
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `make deps` to install @octokit/webhooks-examples", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("index.json").is_file())
+        .collect();
+    folders.sort();
+    let mut out = Vec::new();
+    for folder in folders {
+        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(folder.join("index.json")).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
+        let index: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
+        for entry in index.iter().filter(|e| e["name"] == "pull_request") {
+            for (i, ex) in entry["examples"].as_array().into_iter().flatten().enumerate() {
+                let action = ex["action"].as_str().unwrap_or_default().to_owned();
+                out.push(Example {
+                    source: format!("{name}#{i} ({action})"),
+                    action,
+                    body: serde_json::to_vec(ex).unwrap_or_else(|e| panic!("{e}")),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The largest example payload, for benchmarks.
+pub fn largest_pull_request_example() -> Example {
+    pull_request_examples()
+        .into_iter()
+        .max_by_key(|e| e.body.len())
+        .unwrap_or_else(|| panic!("no pull_request examples found in {}", examples_dir().display()))
+}

@@ -1,0 +1,3 @@
+//! The kubetempura webhook function: verify, filter, normalise, enqueue.
+
+pub mod config;
