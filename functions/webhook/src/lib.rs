@@ -1,3 +1,50 @@
 //! The kubetempura webhook function: verify, filter, normalise, enqueue.
+//!
+//! A stateless AWS Lambda function behind a function URL (or an API Gateway HTTP API). It
+//! checks GitHub's `X-Hub-Signature-256` over the raw body, turns `pull_request` deliveries
+//! into small versioned events and puts them on an SQS FIFO queue, one message group per pull
+//! request and the delivery id as deduplication id.
 
 pub mod config;
+pub mod handler;
+pub mod queue;
+
+use std::sync::Arc;
+
+use config::{parse_secret_value, Config, ConfigError, SecretSource};
+use kubetempura_common::signature::WebhookSecrets;
+
+/// How long one SQS call may take before the delivery is answered 503 (GitHub waits 10 s).
+pub const QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Builds the handler's state from configuration: AWS clients built once, secrets fetched once.
+pub async fn build_app(config: &Config) -> Result<handler::App, ConfigError> {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_timeout(QUEUE_TIMEOUT)
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .build();
+    let retry = aws_config::retry::RetryConfig::standard().with_max_attempts(2);
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .retry_config(retry)
+        .load()
+        .await;
+    let secrets = match &config.secret {
+        SecretSource::Inline(list) => WebhookSecrets::from_comma_separated(list).map_err(|_| ConfigError::EmptySecret)?,
+        SecretSource::SecretsManager(arn) => {
+            let client = aws_sdk_secretsmanager::Client::new(&aws);
+            let out = client
+                .get_secret_value()
+                .secret_id(arn)
+                .send()
+                .await
+                .map_err(|e| ConfigError::SecretFetch(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
+            let value = out
+                .secret_string()
+                .ok_or_else(|| ConfigError::SecretFetch("the secret has no string value".to_owned()))?;
+            parse_secret_value(value).map_err(|e| ConfigError::SecretFetch(e.to_string()))?
+        }
+    };
+    let queue = queue::SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
+    Ok(handler::App { secrets, queue: Arc::new(queue), max_body_bytes: config.max_body_bytes })
+}
