@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use http::{HeaderMap, Method, StatusCode};
-use kubetempura_common::event::{normalize, Normalized};
+use kubetempura_common::event::{normalize, Normalized, PrEvent};
 use kubetempura_common::signature::{WebhookSecrets, SIGNATURE_HEADER};
 use serde::Serialize;
 
@@ -85,52 +85,70 @@ fn payload_bytes<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<std::borrow:
         .ok_or("form-encoded body has no payload field")
 }
 
-/// Handles one delivery. Pure apart from the queue call.
-pub async fn process(app: &App, method: &Method, headers: &HeaderMap, body: &[u8], facts: &mut Facts) -> Reply {
+/// What a verified delivery asks for.
+#[derive(Debug)]
+pub enum Prepared {
+    /// Answer at once (errors, ping, ignored events).
+    Reply(Reply),
+    /// Send this event to the queue.
+    Enqueue(Box<PrEvent>),
+}
+
+/// Everything before the queue call: method, size, signature over the raw bytes, payload
+/// extraction, normalisation. Pure and synchronous.
+pub fn prepare(app: &App, method: &Method, headers: &HeaderMap, body: &[u8], facts: &mut Facts) -> Prepared {
+    let reply = |r: Reply| Prepared::Reply(r);
     facts.delivery = header(headers, "x-github-delivery").unwrap_or_default().to_owned();
     facts.event = header(headers, "x-github-event").unwrap_or_default().to_owned();
     if method != Method::POST {
-        return Reply::error(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted");
+        return reply(Reply::error(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted"));
     }
     if body.len() > app.max_body_bytes {
-        return Reply::error(
+        return reply(Reply::error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("body of {} bytes exceeds the limit of {} bytes", body.len(), app.max_body_bytes),
-        );
+        ));
     }
     if let Err(e) = app.secrets.verify(body, header(headers, SIGNATURE_HEADER)) {
-        return Reply::error(StatusCode::UNAUTHORIZED, e.to_string());
+        return reply(Reply::error(StatusCode::UNAUTHORIZED, e.to_string()));
     }
     let payload = match payload_bytes(headers, body) {
         Ok(p) => p,
-        Err(reason) => return Reply::error(StatusCode::BAD_REQUEST, reason),
+        Err(reason) => return reply(Reply::error(StatusCode::BAD_REQUEST, reason)),
     };
     if facts.event.is_empty() {
-        return Reply::error(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header");
+        return reply(Reply::error(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header"));
     }
     if facts.event != "pull_request" {
         // Still refuse a body that is not JSON, as for any delivery.
         if serde_json::from_slice::<serde::de::IgnoredAny>(&payload).is_err() {
-            return Reply::error(StatusCode::BAD_REQUEST, "body is not JSON");
+            return reply(Reply::error(StatusCode::BAD_REQUEST, "body is not JSON"));
         }
         if facts.event == "ping" {
-            return Reply::new(StatusCode::OK, "pong", "ping received; deliveries are verified");
+            return reply(Reply::new(StatusCode::OK, "pong", "ping received; deliveries are verified"));
         }
     }
     if facts.delivery.is_empty() {
-        return Reply::error(StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery header");
+        return reply(Reply::error(StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery header"));
     }
-    let normalized = match normalize(&facts.event, &facts.delivery, &payload, Utc::now()) {
-        Ok(n) => n,
-        Err(e) => return Reply::error(StatusCode::BAD_REQUEST, e.to_string()),
+    match normalize(&facts.event, &facts.delivery, &payload, Utc::now()) {
+        Err(e) => reply(Reply::error(StatusCode::BAD_REQUEST, e.to_string())),
+        Ok(Normalized::Ignored(reason)) => reply(Reply::new(StatusCode::ACCEPTED, "ignored", reason)),
+        Ok(Normalized::Event(event)) => {
+            facts.action = event.action.as_str().to_owned();
+            facts.repository = event.repository.full_name.clone();
+            facts.pr = Some(event.number);
+            Prepared::Enqueue(event)
+        }
+    }
+}
+
+/// Handles one delivery: [`prepare`], then the queue call.
+pub async fn process(app: &App, method: &Method, headers: &HeaderMap, body: &[u8], facts: &mut Facts) -> Reply {
+    let event = match prepare(app, method, headers, body, facts) {
+        Prepared::Reply(r) => return r,
+        Prepared::Enqueue(e) => e,
     };
-    let event = match normalized {
-        Normalized::Ignored(reason) => return Reply::new(StatusCode::ACCEPTED, "ignored", reason),
-        Normalized::Event(e) => e,
-    };
-    facts.action = event.action.as_str().to_owned();
-    facts.repository = event.repository.full_name.clone();
-    facts.pr = Some(event.number);
     match app.queue.send(&event).await {
         Ok(id) => {
             let mut reply = Reply::new(StatusCode::ACCEPTED, "queued", format!("pull_request {} queued", event.action));

@@ -1,0 +1,52 @@
+//! The webhook function under the Lambda runtime emulator (`cargo lambda watch`, pinned in
+//! tools/requirements.txt), served as a function URL on 127.0.0.1 with the real lambda_http
+//! event plumbing (headers, base64 bodies).
+
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use super::process::ChildGuard;
+use super::{free_port, tools, wait_for};
+
+/// A running function.
+pub struct WebhookFunction {
+    process: ChildGuard,
+    /// `http://127.0.0.1:<port>/lambda-url/webhook`.
+    pub url: String,
+    _env_file: tempfile::NamedTempFile,
+}
+
+impl WebhookFunction {
+    /// Starts `cargo lambda watch` for the `webhook` binary with `env` and waits until the
+    /// function answers (an unsigned request gets the function's own 401).
+    pub async fn start(env: &[(String, String)]) -> Self {
+        let port = free_port();
+        let mut env_file = tempfile::NamedTempFile::new().expect("env file");
+        for (k, v) in env {
+            writeln!(env_file, "{k}={v}").expect("write env file");
+        }
+        let mut cmd = Command::new(tools::cargo_lambda());
+        cmd.current_dir(tools::workspace_root())
+            .args(["lambda", "watch", "--ignore-changes", "--quiet", "-A", "127.0.0.1", "-P", &port.to_string(), "--bin", "webhook", "--env-file"])
+            .arg(env_file.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut process = ChildGuard::spawn("cargo-lambda-watch", cmd);
+        let url = format!("http://127.0.0.1:{port}/lambda-url/webhook");
+        let client = reqwest::Client::new();
+        wait_for("the webhook function under cargo lambda watch", Duration::from_secs(300), || {
+            let req = client.post(&url).body("{}").timeout(Duration::from_secs(60));
+            async move { req.send().await.ok().filter(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED).map(|_| ()) }
+        })
+        .await;
+        process.assert_running();
+        Self { process, url, _env_file: env_file }
+    }
+
+    /// Everything the emulator and the function printed so far.
+    pub fn output(&self) -> String {
+        self.process.output()
+    }
+}

@@ -1,0 +1,51 @@
+//! The test harness: starts each local stand-in on free loopback ports, waits for readiness on
+//! a condition (never a fixed sleep), and stops everything it started when dropped — also when
+//! a test panics.
+//!
+//! - [`sqs::SqsEmulator`]: `ministack` speaking the real SQS (and Secrets Manager) protocol.
+//! - [`lambda::WebhookFunction`]: the webhook binary under `cargo lambda watch`, served as a
+//!   function URL.
+//! - [`tools`]: where the pinned tools installed by `make deps` live.
+
+pub mod github;
+pub mod lambda;
+pub mod process;
+pub mod sqs;
+pub mod tools;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Polls `check` until it yields `Some`, or panics naming `what` after `timeout`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut interval = Duration::from_millis(20);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Waits until an HTTP GET of `url` answers with any status below 500.
+pub async fn wait_http(what: &str, url: &str, timeout: Duration) {
+    let client = reqwest::Client::new();
+    wait_for(what, timeout, || {
+        let req = client.get(url).timeout(Duration::from_secs(2));
+        async move { req.send().await.ok().filter(|r| r.status().as_u16() < 500).map(|_| ()) }
+    })
+    .await;
+}

@@ -1,0 +1,80 @@
+//! The webhook function across processes: the binary under `cargo lambda watch`, the SQS
+//! emulator, signed deliveries POSTed over HTTP.
+
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use kubetempura_common::event::{PrAction, PrEvent};
+use kubetempura_common::testing::pull_request_examples;
+use kubetempura_tests::harness::github::post_delivery;
+use kubetempura_tests::harness::lambda::WebhookFunction;
+use kubetempura_tests::harness::sqs::SqsEmulator;
+
+const SECRET: &str = "e2e-secret";
+
+async fn function_for(sqs: &SqsEmulator, queue_url: &str) -> WebhookFunction {
+    let mut env = sqs.env();
+    env.push(("QUEUE_URL".into(), queue_url.into()));
+    env.push(("WEBHOOK_SECRET".into(), format!("old-secret,{SECRET}")));
+    WebhookFunction::start(&env).await
+}
+
+fn opened_example() -> Vec<u8> {
+    pull_request_examples().into_iter().find(|e| e.action == "opened").expect("opened example").body
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_delivery_leaves_exactly_one_message_and_a_redelivery_none() {
+    let sqs = SqsEmulator::start().await;
+    let queues = sqs.create_fifo_with_dlq("webhook-e2e", 3, 30).await;
+    let function = function_for(&sqs, &queues.url).await;
+    let body = opened_example();
+    let raw: serde_json::Value = serde_json::from_slice(&body).unwrap();
+
+    let (status, reply) = post_delivery(&function.url, SECRET, "pull_request", "delivery-0001", &body).await;
+    assert_eq!(status, 202, "{reply}\n{}", function.output());
+    assert_eq!(reply["status"], "queued");
+    let message_id = reply["messageId"].as_str().expect("message id").to_owned();
+
+    // The same delivery again (GitHub's "Redeliver"): accepted, deduplicated by the queue.
+    let (status, _) = post_delivery(&function.url, SECRET, "pull_request", "delivery-0001", &body).await;
+    assert_eq!(status, 202);
+    // A bad signature never reaches the queue.
+    let (status, _) = post_delivery(&function.url, "wrong", "pull_request", "delivery-0002", &body).await;
+    assert_eq!(status, 401);
+
+    let messages = sqs.receive(&queues.url, 1).await;
+    assert_eq!(messages.len(), 1, "{messages:?}");
+    let m = &messages[0];
+    assert_eq!(m.message_id.as_deref(), Some(message_id.as_str()));
+    let event = PrEvent::from_json(m.body.as_deref().unwrap()).unwrap();
+    assert_eq!(event.action, PrAction::Opened);
+    assert_eq!(event.delivery_id, "delivery-0001");
+    assert_eq!(event.number, raw["number"].as_u64().unwrap());
+    assert_eq!(event.head_sha, raw["pull_request"]["head"]["sha"].as_str().unwrap());
+    let attrs = m.attributes.as_ref().expect("system attributes");
+    let repo = raw["repository"]["full_name"].as_str().unwrap();
+    assert_eq!(attrs.get(&MessageSystemAttributeName::MessageGroupId).map(String::as_str), Some(format!("{repo}#{}", event.number).as_str()));
+    assert_eq!(attrs.get(&MessageSystemAttributeName::MessageDeduplicationId).map(String::as_str), Some("delivery-0001"));
+    let user_attrs = m.message_attributes.as_ref().expect("message attributes");
+    assert_eq!(user_attrs["event"].string_value(), Some("pull_request"));
+    assert_eq!(user_attrs["action"].string_value(), Some("opened"));
+    assert_eq!(user_attrs["repository"].string_value(), Some(repo));
+
+    // Nothing else is on the queue once the visibility timeout would have passed for others.
+    assert!(sqs.receive(&queues.url, 1).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queue_that_is_down_gives_503_so_github_can_redeliver() {
+    let mut sqs = SqsEmulator::start().await;
+    let queues = sqs.create_fifo_with_dlq("webhook-down", 3, 30).await;
+    let function = function_for(&sqs, &queues.url).await;
+    // The function is warm (its clients are built); now the queue goes away.
+    sqs.stop();
+    let started = std::time::Instant::now();
+    let (status, reply) = post_delivery(&function.url, SECRET, "pull_request", "delivery-down", &opened_example()).await;
+    assert_eq!(status, 503, "{reply}\n{}", function.output());
+    assert_eq!(reply["status"], "error");
+    assert!(started.elapsed() < Duration::from_secs(10), "GitHub gives up after 10 s; took {:?}", started.elapsed());
+}
