@@ -25,14 +25,29 @@ pub enum Command {
     Crd,
     /// Render a ReviewApp for one pull request and print the objects that would be applied
     /// (namespace forced, labels added), like `helm template`. Works offline.
-    Render(render_cmd::RenderArgs),
+    Render(Box<render_cmd::RenderArgs>),
+    /// Run the applier: long-poll the queue and apply ReviewApps (in the cluster, or locally
+    /// with KUBECONFIG and the standard AWS environment).
+    Run(Box<crate::run::RunArgs>),
+    /// Sign and POST a synthetic pull_request delivery to a webhook URL (smoke test).
+    SendEvent(Box<crate::send_event::SendEventArgs>),
 }
 
 /// Runs a parsed command line; errors are printed as one line on stderr.
 pub fn main(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Crd => print_crds(),
-        Command::Render(args) => render_cmd::run(&args, &mut std::io::stdout().lock(), &mut std::io::stderr().lock()),
+        Command::Render(args) => render_cmd::run(
+            &args,
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        ),
+        Command::Run(args) => {
+            init_tracing();
+            runtime().and_then(|rt| rt.block_on(crate::run::run(*args)))
+        }
+        Command::SendEvent(args) => runtime()
+            .and_then(|rt| rt.block_on(crate::send_event::run(&args, &mut std::io::stdout()))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -40,6 +55,26 @@ pub fn main(cli: Cli) -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Logs to stderr, `info` unless `RUST_LOG` says otherwise; JSON with `KUBETEMPURA_LOG_FORMAT=json`.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("KUBETEMPURA_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

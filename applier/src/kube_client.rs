@@ -6,7 +6,9 @@
 
 /// Infers the configuration (in-cluster, then `KUBECONFIG`/`~/.kube/config`) and builds a client.
 pub async fn infer_client() -> Result<kube::Client, kube::Error> {
-    let config = kube::Config::infer().await.map_err(kube::Error::InferConfig)?;
+    let config = kube::Config::infer()
+        .await
+        .map_err(kube::Error::InferConfig)?;
     kube::Client::try_from(config)
 }
 

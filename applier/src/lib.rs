@@ -3,6 +3,13 @@
 //! `kubetempura run` long-polls the SQS queue and applies rendered ReviewApps; `kubetempura
 //! render` and `kubetempura crd` work offline.
 
+pub mod cache;
 pub mod cli;
+pub mod consumer;
 pub mod kube_client;
+pub mod kubeapi;
+pub mod metrics;
+pub mod reconcile;
 pub mod render_cmd;
+pub mod run;
+pub mod send_event;

@@ -3,11 +3,11 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use kubetempura_common::crd::ReviewApp;
 use kubetempura_common::event::is_full_sha;
-use kubetempura_common::policy::{builtin_scope, GroupKind, ObjectPolicy};
-use kubetempura_common::render::{render_resources, RenderContext, Variables};
+use kubetempura_common::policy::{GroupKind, ObjectPolicy, builtin_scope};
+use kubetempura_common::render::{RenderContext, Variables, render_resources};
 use serde::Deserialize;
 
 /// Arguments of `kubetempura render`.
@@ -52,17 +52,35 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyho
         .filter(|n| *n > 0)
         .with_context(|| format!("--pr {:?} is not a pull request number", args.pr))?;
     if !is_full_sha(&args.sha) {
-        bail!("--sha {:?} is not a full 40-character hex commit SHA", args.sha);
+        bail!(
+            "--sha {:?} is not a full 40-character hex commit SHA",
+            args.sha
+        );
     }
-    let text = crate::cli::read_input(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
+    let text = crate::cli::read_input(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
     let apps = parse_review_apps(&text).with_context(|| format!("{}", args.file.display()))?;
     let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned());
-    let scope_of = |api_version: &str, kind: &str| Some(builtin_scope(&GroupKind::from_api_version(api_version, kind)));
+    let scope_of = |api_version: &str, kind: &str| {
+        Some(builtin_scope(&GroupKind::from_api_version(
+            api_version,
+            kind,
+        )))
+    };
     for app in apps {
         let name = app.metadata.name.clone().unwrap_or_default();
-        let namespace = app.metadata.namespace.clone().unwrap_or_else(|| args.namespace.clone());
+        let namespace = app
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| args.namespace.clone());
         let repo = kubetempura_common::naming::RepoKey::parse(&app.spec.github_repository)
-            .with_context(|| format!("ReviewApp {name}: githubRepository {:?} is not a repository URL", app.spec.github_repository))?;
+            .with_context(|| {
+                format!(
+                    "ReviewApp {name}: githubRepository {:?} is not a repository URL",
+                    app.spec.github_repository
+                )
+            })?;
         let vars = Variables {
             pr_number: pr,
             commit_ref: args.sha.to_ascii_lowercase(),
@@ -75,8 +93,16 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyho
             review_app: name.clone(),
             namespace,
         };
-        let rendered = render_resources(&app.spec.resources, &vars, &RenderContext { policy: &policy, scope_of: &scope_of, owner: None })
-            .with_context(|| format!("ReviewApp {name}"))?;
+        let rendered = render_resources(
+            &app.spec.resources,
+            &vars,
+            &RenderContext {
+                policy: &policy,
+                scope_of: &scope_of,
+                owner: None,
+            },
+        )
+        .with_context(|| format!("ReviewApp {name}"))?;
         for w in &rendered.warnings {
             writeln!(err, "warning: ReviewApp {name}: {w}")?;
         }
@@ -92,16 +118,27 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyho
 pub fn parse_review_apps(text: &str) -> anyhow::Result<Vec<ReviewApp>> {
     let mut apps = Vec::new();
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc).with_context(|| format!("document {}: invalid YAML", i + 1))?;
+        let value = serde_yaml::Value::deserialize(doc)
+            .with_context(|| format!("document {}: invalid YAML", i + 1))?;
         if value.is_null() {
             continue;
         }
-        let api_version = value.get("apiVersion").and_then(serde_yaml::Value::as_str).unwrap_or("");
-        let kind = value.get("kind").and_then(serde_yaml::Value::as_str).unwrap_or("");
+        let api_version = value
+            .get("apiVersion")
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or("");
+        let kind = value
+            .get("kind")
+            .and_then(serde_yaml::Value::as_str)
+            .unwrap_or("");
         if api_version != "kubetempura.mercari.com/v1" || kind != "ReviewApp" {
-            bail!("document {}: expected a kubetempura.mercari.com/v1 ReviewApp, found {kind:?} of {api_version:?}", i + 1);
+            bail!(
+                "document {}: expected a kubetempura.mercari.com/v1 ReviewApp, found {kind:?} of {api_version:?}",
+                i + 1
+            );
         }
-        let app: ReviewApp = serde_yaml::from_value(value).with_context(|| format!("document {}: invalid ReviewApp", i + 1))?;
+        let app: ReviewApp = serde_yaml::from_value(value)
+            .with_context(|| format!("document {}: invalid ReviewApp", i + 1))?;
         apps.push(app);
     }
     if apps.is_empty() {

@@ -2,6 +2,8 @@
 //! the announcement's walkthrough, hostile input cannot change the output's structure, and bad
 //! input exits non-zero with a one-line error.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -9,18 +11,27 @@ const SHA_1: &str = "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7";
 const SHA_2: &str = "d0451ad4d774c8fbc843d3251530dcabb3c635a9";
 
 fn example(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/examples").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../infra/examples")
+        .join(name)
 }
 
 fn kubetempura(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kubetempura")).args(args).output().expect("run kubetempura")
+    Command::new(env!("CARGO_BIN_EXE_kubetempura"))
+        .args(args)
+        .output()
+        .expect("run kubetempura")
 }
 
 fn render(file: &str, pr: &str, sha: &str, extra: &[&str]) -> Vec<serde_yaml::Value> {
     let mut args = vec!["render", "-f", file, "--pr", pr, "--sha", sha];
     args.extend_from_slice(extra);
     let out = kubetempura(&args);
-    assert!(out.status.success(), "render failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "render failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
@@ -30,16 +41,31 @@ fn render(file: &str, pr: &str, sha: &str, extra: &[&str]) -> Vec<serde_yaml::Va
 fn summary(objs: &[serde_yaml::Value]) -> Vec<(String, String, String)> {
     objs.iter()
         .map(|o| {
-            let image = o["spec"]["template"]["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_owned();
-            (o["kind"].as_str().unwrap().to_owned(), o["metadata"]["name"].as_str().unwrap().to_owned(), image)
+            let image = o["spec"]["template"]["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            (
+                o["kind"].as_str().unwrap().to_owned(),
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+                image,
+            )
         })
         .collect()
 }
 
 fn err_line(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        !out.status.success(),
+        "expected failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err:?}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "error is not one line: {err:?}"
+    );
     err
 }
 
@@ -51,17 +77,31 @@ fn sample_renders_the_walkthrough_names_and_images() {
     assert_eq!(
         summary(&step1),
         [
-            ("Deployment".into(), "reviewapp-sample-pr123".into(), "ghcr.io/stefanprodan/podinfo:pr123-32f7bfe".into()),
-            ("Service".into(), "reviewapp-sample-pr123".into(), String::new()),
+            (
+                "Deployment".into(),
+                "reviewapp-sample-pr123".into(),
+                "ghcr.io/stefanprodan/podinfo:pr123-32f7bfe".into()
+            ),
+            (
+                "Service".into(),
+                "reviewapp-sample-pr123".into(),
+                String::new()
+            ),
         ]
     );
     let step2 = render(f, "124", SHA_1, &[]);
     assert_eq!(summary(&step2)[0].1, "reviewapp-sample-pr124");
     let step3 = render(f, "123", SHA_2, &[]);
-    assert_eq!(summary(&step3)[0].2, "ghcr.io/stefanprodan/podinfo:pr123-d0451ad");
+    assert_eq!(
+        summary(&step3)[0].2,
+        "ghcr.io/stefanprodan/podinfo:pr123-d0451ad"
+    );
     for o in &step1 {
         assert_eq!(o["metadata"]["namespace"], "default");
-        assert_eq!(o["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kubetempura");
+        assert_eq!(
+            o["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "kubetempura"
+        );
         assert_eq!(o["metadata"]["labels"]["kubetempura.mercari.com/pr"], "123");
     }
 }
@@ -73,9 +113,15 @@ fn istio_example_renders_the_virtual_service_too() {
     let s = summary(&objs);
     assert_eq!(s.len(), 3);
     assert_eq!(s[0].2, "ghcr.io/stefanprodan/podinfo:pr123-32f7bfe");
-    assert_eq!((s[2].0.as_str(), s[2].1.as_str()), ("VirtualService", "reviewapp-sample-pr123"));
+    assert_eq!(
+        (s[2].0.as_str(), s[2].1.as_str()),
+        ("VirtualService", "reviewapp-sample-pr123")
+    );
     assert_eq!(objs[2]["spec"]["hosts"][0], "pr123.review-app.example");
-    assert_eq!(objs[2]["spec"]["http"][0]["route"][0]["destination"]["host"], "reviewapp-sample-pr123.default.svc.cluster.local");
+    assert_eq!(
+        objs[2]["spec"]["http"][0]["route"][0]["destination"]["host"],
+        "reviewapp-sample-pr123.default.svc.cluster.local"
+    );
 }
 
 #[test]
@@ -87,7 +133,11 @@ fn shipped_examples_equal_the_shared_acceptance_inputs() {
         return;
     }
     for name in ["reviewapp-sample.yaml", "reviewapp-istio.yaml"] {
-        assert_eq!(std::fs::read_to_string(example(name)).unwrap(), std::fs::read_to_string(shared.join(name)).unwrap(), "{name}");
+        assert_eq!(
+            std::fs::read_to_string(example(name)).unwrap(),
+            std::fs::read_to_string(shared.join(name)).unwrap(),
+            "{name}"
+        );
     }
 }
 
@@ -102,13 +152,23 @@ fn hostile_branch_names_cannot_change_the_structure() {
     )
     .unwrap();
     let hostile = "x\"\n---\nkind: ClusterRoleBinding\nmetadata: {name: pwn}\n: {{PR_NUMBER}} # ";
-    let objs = render(file.to_str().unwrap(), "5", SHA_1, &["--branch", hostile, "--title", "a: b\n- c\n..."]);
+    let objs = render(
+        file.to_str().unwrap(),
+        "5",
+        SHA_1,
+        &["--branch", hostile, "--title", "a: b\n- c\n..."],
+    );
     assert_eq!(objs.len(), 1, "the hostile branch produced extra documents");
     let o = &objs[0];
     assert_eq!(o["kind"], "ConfigMap");
     assert_eq!(o["data"]["branch"].as_str(), Some(hostile));
     assert_eq!(o["data"]["title"].as_str(), Some("a: b\n- c\n..."));
-    let keys: Vec<&str> = o["data"].as_mapping().unwrap().keys().map(|k| k.as_str().unwrap()).collect();
+    let keys: Vec<&str> = o["data"]
+        .as_mapping()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str().unwrap())
+        .collect();
     assert_eq!(keys, ["branch", "title"]);
     let name = o["metadata"]["name"].as_str().unwrap();
     assert!(name.starts_with("cm-x-kind-clusterrolebinding"), "{name}");
@@ -119,17 +179,36 @@ fn hostile_branch_names_cannot_change_the_structure() {
 fn bad_input_exits_non_zero_with_a_one_line_error() {
     let sample = example("reviewapp-sample.yaml");
     let f = sample.to_str().unwrap();
-    let e = err_line(&kubetempura(&["render", "-f", f, "--pr", "12a", "--sha", SHA_1]));
-    assert!(e.contains("--pr \"12a\" is not a pull request number"), "{e}");
-    let e = err_line(&kubetempura(&["render", "-f", f, "--pr", "1", "--sha", "32f7bfe"]));
+    let e = err_line(&kubetempura(&[
+        "render", "-f", f, "--pr", "12a", "--sha", SHA_1,
+    ]));
+    assert!(
+        e.contains("--pr \"12a\" is not a pull request number"),
+        "{e}"
+    );
+    let e = err_line(&kubetempura(&[
+        "render", "-f", f, "--pr", "1", "--sha", "32f7bfe",
+    ]));
     assert!(e.contains("not a full 40-character hex commit SHA"), "{e}");
-    let e = err_line(&kubetempura(&["render", "-f", "/nonexistent.yaml", "--pr", "1", "--sha", SHA_1]));
+    let e = err_line(&kubetempura(&[
+        "render",
+        "-f",
+        "/nonexistent.yaml",
+        "--pr",
+        "1",
+        "--sha",
+        SHA_1,
+    ]));
     assert!(e.contains("cannot read /nonexistent.yaml"), "{e}");
 
     let dir = std::env::temp_dir().join(format!("kt-render-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let cases = [
-        ("notra.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", "expected a kubetempura.mercari.com/v1 ReviewApp"),
+        (
+            "notra.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+            "expected a kubetempura.mercari.com/v1 ReviewApp",
+        ),
         ("badyaml.yaml", "apiVersion: [unclosed\n", "invalid YAML"),
         (
             "refused.yaml",
@@ -145,7 +224,15 @@ fn bad_input_exits_non_zero_with_a_one_line_error() {
     for (name, text, want) in cases {
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
-        let e = err_line(&kubetempura(&["render", "-f", path.to_str().unwrap(), "--pr", "1", "--sha", SHA_1]));
+        let e = err_line(&kubetempura(&[
+            "render",
+            "-f",
+            path.to_str().unwrap(),
+            "--pr",
+            "1",
+            "--sha",
+            SHA_1,
+        ]));
         assert!(e.contains(want), "{name}: {e}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -157,7 +244,12 @@ fn allow_kind_lets_the_operator_permit_a_refused_kind() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("ns.yaml");
     std::fs::write(&path, "apiVersion: kubetempura.mercari.com/v1\nkind: ReviewApp\nmetadata: {name: ra}\nspec:\n  githubRepository: https://github.com/o/r\n  resources:\n  - {apiVersion: v1, kind: Namespace, metadata: {name: 'pr-{{PR_NUMBER}}'}}\n").unwrap();
-    let objs = render(path.to_str().unwrap(), "9", SHA_1, &["--allow-kind", "Namespace"]);
+    let objs = render(
+        path.to_str().unwrap(),
+        "9",
+        SHA_1,
+        &["--allow-kind", "Namespace"],
+    );
     assert_eq!(objs[0]["metadata"]["name"], "pr-9");
     assert!(objs[0]["metadata"].get("namespace").is_none());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -167,6 +259,9 @@ fn allow_kind_lets_the_operator_permit_a_refused_kind() {
 fn crd_subcommand_prints_the_committed_crds() {
     let out = kubetempura(&["crd"]);
     assert!(out.status.success());
-    let committed = std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/crds/crds.yaml")).unwrap();
+    let committed = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra/crds/crds.yaml"),
+    )
+    .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
 }

@@ -120,6 +120,18 @@ pub struct PRSpec {
     /// Login of the pull request's author.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
+    /// Pull request title of the latest event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Labels of the latest event (for the ReviewApp's policy on re-render).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Whether the pull request was a draft at the latest event.
+    #[serde(default)]
+    pub draft: bool,
+    /// Whether the head branch lives in a fork.
+    #[serde(default)]
+    pub fork: bool,
     /// The pull request's `updated_at` of the latest event applied (orders events).
     pub last_event_at: String,
     /// `X-GitHub-Delivery` of the latest event applied.
@@ -172,7 +184,9 @@ pub struct PRStatus {
 }
 
 /// One object the applier created.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct InventoryEntry {
     pub api_version: String,
@@ -224,7 +238,10 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 /// Labels every rendered object carries (see DESIGN.md).
 pub fn object_labels(review_app: &str, number: u64) -> BTreeMap<String, String> {
     BTreeMap::from([
-        ("app.kubernetes.io/managed-by".to_owned(), crate::MANAGER_NAME.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            crate::MANAGER_NAME.to_owned(),
+        ),
         (LABEL_REVIEWAPP.to_owned(), review_app.to_owned()),
         (LABEL_PR.to_owned(), number.to_string()),
     ])
@@ -253,18 +270,33 @@ mod tests {
     #[test]
     fn crds_have_the_original_group_names_and_columns() {
         let ra = ReviewApp::crd();
-        assert_eq!(ra.metadata.name.as_deref(), Some("reviewapps.kubetempura.mercari.com"));
+        assert_eq!(
+            ra.metadata.name.as_deref(),
+            Some("reviewapps.kubetempura.mercari.com")
+        );
         assert_eq!(ra.spec.scope, "Namespaced");
         let pr = PR::crd();
-        assert_eq!(pr.metadata.name.as_deref(), Some("prs.kubetempura.mercari.com"));
+        assert_eq!(
+            pr.metadata.name.as_deref(),
+            Some("prs.kubetempura.mercari.com")
+        );
         let cols: Vec<String> = pr.spec.versions[0]
             .additional_printer_columns
             .iter()
             .flatten()
             .map(|c| c.name.clone())
             .collect();
-        assert_eq!(cols, ["ReviewApp", "PR", "Branch", "Commit", "Phase", "Age"]);
-        assert!(pr.spec.versions[0].subresources.as_ref().and_then(|s| s.status.as_ref()).is_some());
+        assert_eq!(
+            cols,
+            ["ReviewApp", "PR", "Branch", "Commit", "Phase", "Age"]
+        );
+        assert!(
+            pr.spec.versions[0]
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
     }
 
     #[test]
@@ -275,8 +307,13 @@ mod tests {
 
     #[test]
     fn original_reviewapps_deserialize_unchanged() {
-        let ra: ReviewApp = serde_yaml::from_str(include_str!("../../infra/examples/reviewapp-sample.yaml")).unwrap();
-        assert_eq!(ra.spec.github_repository, "https://github.com/mercari/not-exists");
+        let ra: ReviewApp =
+            serde_yaml::from_str(include_str!("../../infra/examples/reviewapp-sample.yaml"))
+                .unwrap();
+        assert_eq!(
+            ra.spec.github_repository,
+            "https://github.com/mercari/not-exists"
+        );
         assert_eq!(ra.spec.resources.len(), 2);
         assert_eq!(ra.spec.policy, None);
     }

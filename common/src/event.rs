@@ -171,7 +171,9 @@ pub enum EventError {
     Field { field: &'static str, reason: String },
     #[error("queue message is not a valid kubetempura event: {0}")]
     Message(#[source] serde_json::Error),
-    #[error("queue message has unsupported schema version {0} (this build reads {EVENT_SCHEMA_VERSION})")]
+    #[error(
+        "queue message has unsupported schema version {0} (this build reads {EVENT_SCHEMA_VERSION})"
+    )]
     UnsupportedVersion(u32),
 }
 
@@ -270,7 +272,9 @@ pub fn normalize(
     received_at: DateTime<Utc>,
 ) -> Result<Normalized, EventError> {
     if event != "pull_request" {
-        return Ok(Normalized::Ignored(format!("event {event:?} is not handled")));
+        return Ok(Normalized::Ignored(format!(
+            "event {event:?} is not handled"
+        )));
     }
     let p: Payload = serde_json::from_slice(body).map_err(EventError::Payload)?;
     let Some(action) = PrAction::from_github(&p.action) else {
@@ -373,7 +377,9 @@ mod tests {
     #[test]
     fn opened_delivery_normalises_with_all_fields() {
         let now = Utc::now();
-        let e = event_of(normalize("pull_request", "d-1", payload("opened", "").as_bytes(), now).unwrap());
+        let e = event_of(
+            normalize("pull_request", "d-1", payload("opened", "").as_bytes(), now).unwrap(),
+        );
         assert_eq!(e.action, PrAction::Opened);
         assert_eq!(e.number, 7);
         assert_eq!(e.head_sha, "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7");
@@ -390,7 +396,15 @@ mod tests {
 
     #[test]
     fn event_round_trips_through_json() {
-        let e = event_of(normalize("pull_request", "d-1", payload("closed", "").as_bytes(), Utc::now()).unwrap());
+        let e = event_of(
+            normalize(
+                "pull_request",
+                "d-1",
+                payload("closed", "").as_bytes(),
+                Utc::now(),
+            )
+            .unwrap(),
+        );
         let back = PrEvent::from_json(&e.to_json()).unwrap();
         assert_eq!(back, e);
     }
@@ -406,15 +420,33 @@ mod tests {
     fn other_events_and_actions_are_ignored_with_reason() {
         let n = normalize("push", "d", b"{}", Utc::now()).unwrap();
         assert!(matches!(n, Normalized::Ignored(ref r) if r.contains("push")));
-        let n = normalize("pull_request", "d", payload("assigned", "").as_bytes(), Utc::now()).unwrap();
+        let n = normalize(
+            "pull_request",
+            "d",
+            payload("assigned", "").as_bytes(),
+            Utc::now(),
+        )
+        .unwrap();
         assert!(matches!(n, Normalized::Ignored(ref r) if r.contains("assigned")));
     }
 
     #[test]
     fn edited_is_forwarded_only_when_base_changed() {
-        let n = normalize("pull_request", "d", payload("edited", r#""changes":{"title":{"from":"a"}},"#).as_bytes(), Utc::now()).unwrap();
+        let n = normalize(
+            "pull_request",
+            "d",
+            payload("edited", r#""changes":{"title":{"from":"a"}},"#).as_bytes(),
+            Utc::now(),
+        )
+        .unwrap();
         assert!(matches!(n, Normalized::Ignored(_)));
-        let n = normalize("pull_request", "d", payload("edited", r#""changes":{"base":{"ref":{"from":"dev"}}},"#).as_bytes(), Utc::now()).unwrap();
+        let n = normalize(
+            "pull_request",
+            "d",
+            payload("edited", r#""changes":{"base":{"ref":{"from":"dev"}}},"#).as_bytes(),
+            Utc::now(),
+        )
+        .unwrap();
         assert_eq!(event_of(n).action, PrAction::Edited);
     }
 
@@ -424,17 +456,32 @@ mod tests {
             r#""head":{"ref":"feature/x","sha":"32F7BFE8B7279912CE1EB6DFB6653EE297936CF7","repo":{"full_name":"o/r"}}"#,
             r#""head":{"ref":"feature/x","sha":"32F7BFE8B7279912CE1EB6DFB6653EE297936CF7","repo":{"full_name":"mallory/r"}}"#,
         );
-        assert!(event_of(normalize("pull_request", "d", body.as_bytes(), Utc::now()).unwrap()).fork);
-        let body = payload("opened", "").replace(r#""repo":{"full_name":"o/r"}},"#, r#""repo":null},"#);
-        assert!(event_of(normalize("pull_request", "d", body.as_bytes(), Utc::now()).unwrap()).fork);
+        assert!(
+            event_of(normalize("pull_request", "d", body.as_bytes(), Utc::now()).unwrap()).fork
+        );
+        let body =
+            payload("opened", "").replace(r#""repo":{"full_name":"o/r"}},"#, r#""repo":null},"#);
+        assert!(
+            event_of(normalize("pull_request", "d", body.as_bytes(), Utc::now()).unwrap()).fork
+        );
     }
 
     #[test]
     fn malformed_pull_request_payloads_are_errors() {
-        assert!(matches!(normalize("pull_request", "d", b"{", Utc::now()), Err(EventError::Payload(_))));
-        assert!(matches!(normalize("pull_request", "d", br#"{"action":"opened"}"#, Utc::now()), Err(EventError::Payload(_))));
-        let body = payload("opened", "").replace("32F7BFE8B7279912CE1EB6DFB6653EE297936CF7", "nothex");
-        assert!(matches!(normalize("pull_request", "d", body.as_bytes(), Utc::now()), Err(EventError::Field { .. })));
+        assert!(matches!(
+            normalize("pull_request", "d", b"{", Utc::now()),
+            Err(EventError::Payload(_))
+        ));
+        assert!(matches!(
+            normalize("pull_request", "d", br#"{"action":"opened"}"#, Utc::now()),
+            Err(EventError::Payload(_))
+        ));
+        let body =
+            payload("opened", "").replace("32F7BFE8B7279912CE1EB6DFB6653EE297936CF7", "nothex");
+        assert!(matches!(
+            normalize("pull_request", "d", body.as_bytes(), Utc::now()),
+            Err(EventError::Field { .. })
+        ));
     }
 
     #[test]

@@ -16,7 +16,10 @@ impl RepoKey {
     /// Parses a repository URL; `None` when it does not name `host/owner/name`.
     pub fn parse(url: &str) -> Option<Self> {
         let s = url.trim();
-        let rest = if let Some(r) = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://")) {
+        let rest = if let Some(r) = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+        {
             r.to_owned()
         } else if let Some(r) = s.strip_prefix("git@") {
             r.replacen(':', "/", 1)
@@ -32,7 +35,9 @@ impl RepoKey {
             return None;
         }
         let host = parts[0].rsplit('@').next().unwrap_or(parts[0]);
-        Some(Self(format!("{host}/{}/{}", parts[1], parts[2]).to_ascii_lowercase()))
+        Some(Self(
+            format!("{host}/{}/{}", parts[1], parts[2]).to_ascii_lowercase(),
+        ))
     }
 
     /// The repository owner, in lowercase.
@@ -97,7 +102,8 @@ pub fn pr_object_name(review_app: &str, number: u64) -> String {
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= DNS_LABEL_MAX
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -133,13 +139,25 @@ mod tests {
     #[test]
     fn other_hosts_and_repositories_differ() {
         let a = RepoKey::parse("https://github.com/mercari/a").unwrap();
-        assert_ne!(Some(&a), RepoKey::parse("https://ghe.example.com/mercari/a").as_ref());
-        assert_ne!(Some(&a), RepoKey::parse("https://github.com/mercari/b").as_ref());
+        assert_ne!(
+            Some(&a),
+            RepoKey::parse("https://ghe.example.com/mercari/a").as_ref()
+        );
+        assert_ne!(
+            Some(&a),
+            RepoKey::parse("https://github.com/mercari/b").as_ref()
+        );
     }
 
     #[test]
     fn malformed_repository_urls_are_none() {
-        for url in ["", "mercari/a", "https://github.com/mercari", "https://github.com/a/b/c", "https://github.com//b"] {
+        for url in [
+            "",
+            "mercari/a",
+            "https://github.com/mercari",
+            "https://github.com/a/b/c",
+            "https://github.com//b",
+        ] {
             assert_eq!(RepoKey::parse(url), None, "{url}");
         }
     }
@@ -171,7 +189,10 @@ mod tests {
 
     #[test]
     fn pr_object_names_follow_the_design() {
-        assert_eq!(pr_object_name("reviewapp-sample", 123), "reviewapp-sample-pr123");
+        assert_eq!(
+            pr_object_name("reviewapp-sample", 123),
+            "reviewapp-sample-pr123"
+        );
     }
 
     proptest! {

@@ -31,7 +31,10 @@ pub struct GroupKind {
 
 impl GroupKind {
     pub fn new(group: &str, kind: &str) -> Self {
-        Self { group: group.to_owned(), kind: kind.to_owned() }
+        Self {
+            group: group.to_owned(),
+            kind: kind.to_owned(),
+        }
     }
 
     /// From an `apiVersion` (`apps/v1`, `v1`) and a kind.
@@ -69,9 +72,13 @@ impl FromStr for GroupKind {
 /// Why an object was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
-    #[error("{0} is cluster-scoped; the applier creates only namespaced objects unless its operator allows the kind (--allow-kind {0})")]
+    #[error(
+        "{0} is cluster-scoped; the applier creates only namespaced objects unless its operator allows the kind (--allow-kind {0})"
+    )]
     ClusterScoped(GroupKind),
-    #[error("{0} grants privileges and is refused unless the applier's operator allows the kind (--allow-kind {0})")]
+    #[error(
+        "{0} grants privileges and is refused unless the applier's operator allows the kind (--allow-kind {0})"
+    )]
     Privileged(GroupKind),
     #[error("{0:?} is not a kind: write Kind.group, e.g. ClusterRole.rbac.authorization.k8s.io")]
     BadGroupKind(String),
@@ -91,10 +98,19 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
     ("apiextensions.k8s.io", "CustomResourceDefinition"),
     ("apiregistration.k8s.io", "APIService"),
-    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
-    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
     ("storage.k8s.io", "StorageClass"),
     ("storage.k8s.io", "CSIDriver"),
     ("storage.k8s.io", "CSINode"),
@@ -110,7 +126,10 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
 
 /// The scope of well-known kinds; unknown kinds are assumed namespaced (offline rendering only).
 pub fn builtin_scope(gk: &GroupKind) -> Scope {
-    if CLUSTER_SCOPED.iter().any(|(g, k)| *g == gk.group && *k == gk.kind) {
+    if CLUSTER_SCOPED
+        .iter()
+        .any(|(g, k)| *g == gk.group && *k == gk.kind)
+    {
         Scope::Cluster
     } else {
         Scope::Namespaced
@@ -126,7 +145,9 @@ pub struct ObjectPolicy {
 impl ObjectPolicy {
     /// A policy that additionally allows `kinds` (cluster-scoped or privileged).
     pub fn allowing(kinds: impl IntoIterator<Item = GroupKind>) -> Self {
-        Self { allowed: kinds.into_iter().collect() }
+        Self {
+            allowed: kinds.into_iter().collect(),
+        }
     }
 
     /// Checks one kind of the given scope.
@@ -159,11 +180,16 @@ pub fn decide(policy: Option<&ReviewAppPolicy>, event: &PrEvent) -> Decision {
     if event.fork && !p.allow_forks.unwrap_or(false) {
         return Decision::Skip(format!(
             "pull request comes from a fork ({}); set spec.policy.allowForks to deploy forks",
-            event.head_repository.as_deref().unwrap_or("deleted repository")
+            event
+                .head_repository
+                .as_deref()
+                .unwrap_or("deleted repository")
         ));
     }
     if event.draft && !p.deploy_drafts.unwrap_or(true) {
-        return Decision::Skip("pull request is a draft and spec.policy.deployDrafts is false".to_owned());
+        return Decision::Skip(
+            "pull request is a draft and spec.policy.deployDrafts is false".to_owned(),
+        );
     }
     let missing: Vec<&str> = p
         .required_labels
@@ -172,13 +198,32 @@ pub fn decide(policy: Option<&ReviewAppPolicy>, event: &PrEvent) -> Decision {
         .map(String::as_str)
         .collect();
     if !missing.is_empty() {
-        return Decision::Skip(format!("pull request lacks required label(s): {}", missing.join(", ")));
+        return Decision::Skip(format!(
+            "pull request lacks required label(s): {}",
+            missing.join(", ")
+        ));
     }
-    if !p.head_branches.is_empty() && !p.head_branches.iter().any(|g| glob_match(g, &event.head_ref)) {
-        return Decision::Skip(format!("head branch {:?} matches none of spec.policy.headBranches", event.head_ref));
+    if !p.head_branches.is_empty()
+        && !p
+            .head_branches
+            .iter()
+            .any(|g| glob_match(g, &event.head_ref))
+    {
+        return Decision::Skip(format!(
+            "head branch {:?} matches none of spec.policy.headBranches",
+            event.head_ref
+        ));
     }
-    if !p.base_branches.is_empty() && !p.base_branches.iter().any(|g| glob_match(g, &event.base_ref)) {
-        return Decision::Skip(format!("base branch {:?} matches none of spec.policy.baseBranches", event.base_ref));
+    if !p.base_branches.is_empty()
+        && !p
+            .base_branches
+            .iter()
+            .any(|g| glob_match(g, &event.base_ref))
+    {
+        return Decision::Skip(format!(
+            "base branch {:?} matches none of spec.policy.baseBranches",
+            event.base_ref
+        ));
     }
     Decision::Deploy
 }
@@ -210,7 +255,7 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{PrAction, Repository, EVENT_SCHEMA_VERSION};
+    use crate::event::{EVENT_SCHEMA_VERSION, PrAction, Repository};
     use chrono::Utc;
 
     fn event() -> PrEvent {
@@ -219,7 +264,12 @@ mod tests {
             delivery_id: "d".into(),
             event: "pull_request".into(),
             action: PrAction::Opened,
-            repository: Repository { full_name: "o/r".into(), owner: "o".into(), name: "r".into(), html_url: "https://github.com/o/r".into() },
+            repository: Repository {
+                full_name: "o/r".into(),
+                owner: "o".into(),
+                name: "r".into(),
+                html_url: "https://github.com/o/r".into(),
+            },
             number: 1,
             title: "t".into(),
             head_sha: "0".repeat(40),
@@ -241,34 +291,61 @@ mod tests {
 
     #[test]
     fn group_kinds_parse_like_kubectl() {
-        assert_eq!("ClusterRole.rbac.authorization.k8s.io".parse::<GroupKind>().unwrap(), GroupKind::new("rbac.authorization.k8s.io", "ClusterRole"));
-        assert_eq!("Namespace".parse::<GroupKind>().unwrap(), GroupKind::new("", "Namespace"));
+        assert_eq!(
+            "ClusterRole.rbac.authorization.k8s.io"
+                .parse::<GroupKind>()
+                .unwrap(),
+            GroupKind::new("rbac.authorization.k8s.io", "ClusterRole")
+        );
+        assert_eq!(
+            "Namespace".parse::<GroupKind>().unwrap(),
+            GroupKind::new("", "Namespace")
+        );
         assert!("".parse::<GroupKind>().is_err());
         assert!("Foo..bar".parse::<GroupKind>().is_err());
-        assert_eq!(GroupKind::from_api_version("apps/v1", "Deployment").to_string(), "Deployment.apps");
-        assert_eq!(GroupKind::from_api_version("v1", "Service").to_string(), "Service");
+        assert_eq!(
+            GroupKind::from_api_version("apps/v1", "Deployment").to_string(),
+            "Deployment.apps"
+        );
+        assert_eq!(
+            GroupKind::from_api_version("v1", "Service").to_string(),
+            "Service"
+        );
     }
 
     #[test]
     fn namespaced_ordinary_kinds_pass() {
-        ObjectPolicy::default().check(&GroupKind::new("apps", "Deployment"), Scope::Namespaced).unwrap();
+        ObjectPolicy::default()
+            .check(&GroupKind::new("apps", "Deployment"), Scope::Namespaced)
+            .unwrap();
     }
 
     #[test]
     fn cluster_scoped_and_rbac_kinds_are_refused_by_default() {
         let p = ObjectPolicy::default();
         let ns = GroupKind::new("", "Namespace");
-        assert_eq!(p.check(&ns, builtin_scope(&ns)), Err(PolicyError::ClusterScoped(ns.clone())));
+        assert_eq!(
+            p.check(&ns, builtin_scope(&ns)),
+            Err(PolicyError::ClusterScoped(ns.clone()))
+        );
         let rb = GroupKind::new("rbac.authorization.k8s.io", "RoleBinding");
-        assert_eq!(p.check(&rb, Scope::Namespaced), Err(PolicyError::Privileged(rb.clone())));
+        assert_eq!(
+            p.check(&rb, Scope::Namespaced),
+            Err(PolicyError::Privileged(rb.clone()))
+        );
         let msg = p.check(&rb, Scope::Namespaced).unwrap_err().to_string();
-        assert!(msg.contains("--allow-kind RoleBinding.rbac.authorization.k8s.io"), "{msg}");
+        assert!(
+            msg.contains("--allow-kind RoleBinding.rbac.authorization.k8s.io"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn the_operator_can_allow_refused_kinds() {
         let rb = GroupKind::new("rbac.authorization.k8s.io", "RoleBinding");
-        ObjectPolicy::allowing([rb.clone()]).check(&rb, Scope::Namespaced).unwrap();
+        ObjectPolicy::allowing([rb.clone()])
+            .check(&rb, Scope::Namespaced)
+            .unwrap();
     }
 
     #[test]
@@ -278,7 +355,10 @@ mod tests {
         e.fork = true;
         e.draft = true;
         assert!(matches!(decide(None, &e), Decision::Skip(r) if r.contains("fork")));
-        let allow = ReviewAppPolicy { allow_forks: Some(true), ..Default::default() };
+        let allow = ReviewAppPolicy {
+            allow_forks: Some(true),
+            ..Default::default()
+        };
         assert_eq!(decide(Some(&allow), &e), Decision::Deploy);
     }
 
@@ -286,13 +366,30 @@ mod tests {
     fn optional_filters_skip_with_reasons() {
         let mut e = event();
         e.draft = true;
-        let p = ReviewAppPolicy { deploy_drafts: Some(false), ..Default::default() };
+        let p = ReviewAppPolicy {
+            deploy_drafts: Some(false),
+            ..Default::default()
+        };
         assert!(matches!(decide(Some(&p), &e), Decision::Skip(r) if r.contains("draft")));
-        let p = ReviewAppPolicy { required_labels: vec!["preview".into(), "qa".into()], ..Default::default() };
-        assert!(matches!(decide(Some(&p), &event()), Decision::Skip(r) if r.contains("qa") && !r.contains("preview")));
-        let p = ReviewAppPolicy { head_branches: vec!["release/*".into()], ..Default::default() };
-        assert!(matches!(decide(Some(&p), &event()), Decision::Skip(r) if r.contains("head branch")));
-        let p = ReviewAppPolicy { head_branches: vec!["feature/*".into()], base_branches: vec!["ma?n".into()], ..Default::default() };
+        let p = ReviewAppPolicy {
+            required_labels: vec!["preview".into(), "qa".into()],
+            ..Default::default()
+        };
+        assert!(
+            matches!(decide(Some(&p), &event()), Decision::Skip(r) if r.contains("qa") && !r.contains("preview"))
+        );
+        let p = ReviewAppPolicy {
+            head_branches: vec!["release/*".into()],
+            ..Default::default()
+        };
+        assert!(
+            matches!(decide(Some(&p), &event()), Decision::Skip(r) if r.contains("head branch"))
+        );
+        let p = ReviewAppPolicy {
+            head_branches: vec!["feature/*".into()],
+            base_branches: vec!["ma?n".into()],
+            ..Default::default()
+        };
         assert_eq!(decide(Some(&p), &event()), Decision::Deploy);
     }
 

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Map, Value};
 
-use crate::crd::{object_labels, InventoryEntry};
+use crate::crd::{InventoryEntry, object_labels};
 use crate::event::PrEvent;
 use crate::naming::branch_slug;
 use crate::policy::{GroupKind, ObjectPolicy, PolicyError, Scope};
@@ -99,7 +99,11 @@ fn is_variable_shaped(s: &str) -> bool {
 
 /// Replaces our placeholders in one string. Unknown variable-shaped placeholders are added to
 /// `warnings` and left as they are; any other `{{ … }}` is left untouched.
-pub fn render_str<'a>(s: &'a str, vars: &Variables, warnings: &mut BTreeSet<String>) -> Cow<'a, str> {
+pub fn render_str<'a>(
+    s: &'a str,
+    vars: &Variables,
+    warnings: &mut BTreeSet<String>,
+) -> Cow<'a, str> {
     if !s.contains("{{") {
         return Cow::Borrowed(s);
     }
@@ -129,9 +133,16 @@ pub fn render_str<'a>(s: &'a str, vars: &Variables, warnings: &mut BTreeSet<Stri
 pub fn render_value(v: &Value, vars: &Variables, warnings: &mut BTreeSet<String>) -> Value {
     match v {
         Value::String(s) => Value::String(render_str(s, vars, warnings).into_owned()),
-        Value::Array(items) => Value::Array(items.iter().map(|i| render_value(i, vars, warnings)).collect()),
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|i| render_value(i, vars, warnings))
+                .collect(),
+        ),
         Value::Object(map) => Value::Object(
-            map.iter().map(|(k, v)| (k.clone(), render_value(v, vars, warnings))).collect(),
+            map.iter()
+                .map(|(k, v)| (k.clone(), render_value(v, vars, warnings)))
+                .collect(),
         ),
         other => other.clone(),
     }
@@ -152,9 +163,18 @@ pub enum RenderError {
         source: PolicyError,
     },
     #[error("resources[{index}] ({kind} {name}): kind is not served by the cluster")]
-    UnknownKind { index: usize, kind: String, name: String },
+    UnknownKind {
+        index: usize,
+        kind: String,
+        name: String,
+    },
     #[error("resources[{index}] and resources[{first}] both render to {kind} {name}")]
-    Duplicate { index: usize, first: usize, kind: String, name: String },
+    Duplicate {
+        index: usize,
+        first: usize,
+        kind: String,
+        name: String,
+    },
 }
 
 /// One object ready to apply.
@@ -199,7 +219,7 @@ pub struct RenderContext<'a> {
     pub policy: &'a ObjectPolicy,
     /// The scope of a kind (`None`: not served). The applier asks discovery; offline rendering
     /// uses [`crate::policy::builtin_scope`].
-    pub scope_of: &'a dyn Fn(&str, &str) -> Option<Scope>,
+    pub scope_of: &'a (dyn Fn(&str, &str) -> Option<Scope> + Sync),
     /// Owner reference to the `PR` object, when known.
     pub owner: Option<&'a OwnerReference>,
 }
@@ -207,44 +227,64 @@ pub struct RenderContext<'a> {
 /// Renders a ReviewApp's `resources` for one pull request: substitutes variables, forces
 /// namespaced objects into `vars.namespace`, applies the object policy, adds the labels and the
 /// owner reference.
-pub fn render_resources(templates: &[Value], vars: &Variables, ctx: &RenderContext<'_>) -> Result<Rendered, RenderError> {
+pub fn render_resources(
+    templates: &[Value],
+    vars: &Variables,
+    ctx: &RenderContext<'_>,
+) -> Result<Rendered, RenderError> {
     let mut warnings = BTreeSet::new();
     let mut objects: Vec<RenderedObject> = Vec::with_capacity(templates.len());
     let mut seen: BTreeMap<(String, String, Option<String>, String), usize> = BTreeMap::new();
     let labels = object_labels(&vars.review_app, vars.pr_number);
     for (index, template) in templates.iter().enumerate() {
-        let invalid = |reason: &str| RenderError::Invalid { index, reason: reason.to_owned() };
+        let invalid = |reason: &str| RenderError::Invalid {
+            index,
+            reason: reason.to_owned(),
+        };
         if !template.is_object() {
             return Err(invalid("not an object"));
         }
         let mut obj = render_value(template, vars, &mut warnings);
-        let Some(map) = obj.as_object_mut() else { return Err(invalid("not an object")) };
-        let api_version = non_empty_str(map.get("apiVersion")).ok_or_else(|| invalid("apiVersion must be a non-empty string"))?;
-        let kind = non_empty_str(map.get("kind")).ok_or_else(|| invalid("kind must be a non-empty string"))?;
+        let Some(map) = obj.as_object_mut() else {
+            return Err(invalid("not an object"));
+        };
+        let api_version = non_empty_str(map.get("apiVersion"))
+            .ok_or_else(|| invalid("apiVersion must be a non-empty string"))?;
+        let kind = non_empty_str(map.get("kind"))
+            .ok_or_else(|| invalid("kind must be a non-empty string"))?;
         let metadata = map
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()))
             .as_object_mut()
             .ok_or_else(|| invalid("metadata must be an object"))?;
-        let name = non_empty_str(metadata.get("name")).ok_or_else(|| invalid("metadata.name must be a non-empty string"))?;
+        let name = non_empty_str(metadata.get("name"))
+            .ok_or_else(|| invalid("metadata.name must be a non-empty string"))?;
         if name.len() > 253 || name.contains('/') || name == "." || name == ".." {
-            return Err(invalid(&format!("metadata.name {name:?} is not a valid object name")));
+            return Err(invalid(&format!(
+                "metadata.name {name:?} is not a valid object name"
+            )));
         }
         let gk = GroupKind::from_api_version(&api_version, &kind);
-        let scope = (ctx.scope_of)(&api_version, &kind).ok_or_else(|| RenderError::UnknownKind {
-            index,
-            kind: gk.to_string(),
-            name: name.clone(),
-        })?;
-        ctx.policy.check(&gk, scope).map_err(|source| RenderError::Refused {
-            index,
-            kind: gk.to_string(),
-            name: name.clone(),
-            source,
-        })?;
+        let scope =
+            (ctx.scope_of)(&api_version, &kind).ok_or_else(|| RenderError::UnknownKind {
+                index,
+                kind: gk.to_string(),
+                name: name.clone(),
+            })?;
+        ctx.policy
+            .check(&gk, scope)
+            .map_err(|source| RenderError::Refused {
+                index,
+                kind: gk.to_string(),
+                name: name.clone(),
+                source,
+            })?;
         let namespace = match scope {
             Scope::Namespaced => {
-                metadata.insert("namespace".to_owned(), Value::String(vars.namespace.clone()));
+                metadata.insert(
+                    "namespace".to_owned(),
+                    Value::String(vars.namespace.clone()),
+                );
                 Some(vars.namespace.clone())
             }
             Scope::Cluster => {
@@ -258,7 +298,9 @@ pub fn render_resources(templates: &[Value], vars: &Variables, ctx: &RenderConte
         if label_map.is_null() {
             *label_map = Value::Object(Map::new());
         }
-        let label_map = label_map.as_object_mut().ok_or_else(|| invalid("metadata.labels must be a map"))?;
+        let label_map = label_map
+            .as_object_mut()
+            .ok_or_else(|| invalid("metadata.labels must be a map"))?;
         for (k, v) in &labels {
             label_map.insert(k.clone(), Value::String(v.clone()));
         }
@@ -266,18 +308,40 @@ pub fn render_resources(templates: &[Value], vars: &Variables, ctx: &RenderConte
             let owner = serde_json::to_value(owner).map_err(|e| invalid(&e.to_string()))?;
             metadata.insert("ownerReferences".to_owned(), Value::Array(vec![owner]));
         }
-        let key = (gk.group.clone(), kind.clone(), namespace.clone(), name.clone());
+        let key = (
+            gk.group.clone(),
+            kind.clone(),
+            namespace.clone(),
+            name.clone(),
+        );
         if let Some(&first) = seen.get(&key) {
-            return Err(RenderError::Duplicate { index, first, kind: gk.to_string(), name });
+            return Err(RenderError::Duplicate {
+                index,
+                first,
+                kind: gk.to_string(),
+                name,
+            });
         }
         seen.insert(key, index);
-        objects.push(RenderedObject { api_version, kind, name, namespace, scope, object: obj });
+        objects.push(RenderedObject {
+            api_version,
+            kind,
+            name,
+            namespace,
+            scope,
+            object: obj,
+        });
     }
-    Ok(Rendered { objects, warnings: warnings.into_iter().collect() })
+    Ok(Rendered {
+        objects,
+        warnings: warnings.into_iter().collect(),
+    })
 }
 
 fn non_empty_str(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_owned)
+    v.and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -303,12 +367,23 @@ mod tests {
     }
 
     fn offline_scope(api_version: &str, kind: &str) -> Option<Scope> {
-        Some(builtin_scope(&GroupKind::from_api_version(api_version, kind)))
+        Some(builtin_scope(&GroupKind::from_api_version(
+            api_version,
+            kind,
+        )))
     }
 
     fn render(templates: &[Value]) -> Result<Rendered, RenderError> {
         let policy = ObjectPolicy::default();
-        render_resources(templates, &vars(), &RenderContext { policy: &policy, scope_of: &offline_scope, owner: None })
+        render_resources(
+            templates,
+            &vars(),
+            &RenderContext {
+                policy: &policy,
+                scope_of: &offline_scope,
+                owner: None,
+            },
+        )
     }
 
     fn r(s: &str) -> (String, Vec<String>) {
@@ -320,7 +395,10 @@ mod tests {
     #[test]
     fn original_variables_render() {
         assert_eq!(r("pr{{PR_NUMBER}}-{{COMMIT_REF_SHORT}}").0, "pr123-32f7bfe");
-        assert_eq!(r("{{COMMIT_REF}}").0, "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7");
+        assert_eq!(
+            r("{{COMMIT_REF}}").0,
+            "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7"
+        );
         assert_eq!(r("{{ PR_NUMBER }}/{{\tPR_NUMBER}}").0, "123/123");
     }
 
@@ -344,7 +422,14 @@ mod tests {
 
     #[test]
     fn go_templates_and_other_braces_are_untouched_without_warning() {
-        for s in ["{{ .Values.x }}", "{{ $labels.instance }}", "{{- range .Items }}{{ end -}}", "{{", "}}{{", "{{{PR_NUMBER}}}"] {
+        for s in [
+            "{{ .Values.x }}",
+            "{{ $labels.instance }}",
+            "{{- range .Items }}{{ end -}}",
+            "{{",
+            "}}{{",
+            "{{{PR_NUMBER}}}",
+        ] {
             let (out, w) = r(s);
             if s == "{{{PR_NUMBER}}}" {
                 // The first "{{" opens; its inner text "{PR_NUMBER" is not a variable.
@@ -358,14 +443,21 @@ mod tests {
 
     #[test]
     fn keys_are_never_rendered() {
-        let out = render_value(&json!({"{{PR_NUMBER}}": "{{PR_NUMBER}}"}), &vars(), &mut BTreeSet::new());
+        let out = render_value(
+            &json!({"{{PR_NUMBER}}": "{{PR_NUMBER}}"}),
+            &vars(),
+            &mut BTreeSet::new(),
+        );
         assert_eq!(out, json!({"{{PR_NUMBER}}": "123"}));
     }
 
     #[test]
     fn non_string_values_are_kept() {
         let t = json!({"a": 1, "b": true, "c": null, "d": [1.5, "{{PR_NUMBER}}"]});
-        assert_eq!(render_value(&t, &vars(), &mut BTreeSet::new()), json!({"a": 1, "b": true, "c": null, "d": [1.5, "123"]}));
+        assert_eq!(
+            render_value(&t, &vars(), &mut BTreeSet::new()),
+            json!({"a": 1, "b": true, "c": null, "d": [1.5, "123"]})
+        );
     }
 
     #[test]
@@ -375,25 +467,56 @@ mod tests {
         assert_eq!(o.namespace.as_deref(), Some("team-a"));
         assert_eq!(o.object["metadata"]["namespace"], "team-a");
         assert_eq!(o.object["metadata"]["labels"]["app"], "x");
-        assert_eq!(o.object["metadata"]["labels"]["kubetempura.mercari.com/pr"], "123");
-        assert_eq!(o.object["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kubetempura");
+        assert_eq!(
+            o.object["metadata"]["labels"]["kubetempura.mercari.com/pr"],
+            "123"
+        );
+        assert_eq!(
+            o.object["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "kubetempura"
+        );
         assert_eq!(o.name, "s-123");
     }
 
     #[test]
     fn owner_reference_is_set_when_given() {
-        let owner = OwnerReference { api_version: "kubetempura.mercari.com/v1".into(), kind: "PR".into(), name: "ra-pr1".into(), uid: "u-1".into(), controller: Some(true), block_owner_deletion: Some(true) };
+        let owner = OwnerReference {
+            api_version: "kubetempura.mercari.com/v1".into(),
+            kind: "PR".into(),
+            name: "ra-pr1".into(),
+            uid: "u-1".into(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        };
         let policy = ObjectPolicy::default();
-        let out = render_resources(&[json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})], &vars(), &RenderContext { policy: &policy, scope_of: &offline_scope, owner: Some(&owner) }).unwrap();
-        assert_eq!(out.objects[0].object["metadata"]["ownerReferences"][0]["uid"], "u-1");
+        let out = render_resources(
+            &[json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})],
+            &vars(),
+            &RenderContext {
+                policy: &policy,
+                scope_of: &offline_scope,
+                owner: Some(&owner),
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            out.objects[0].object["metadata"]["ownerReferences"][0]["uid"],
+            "u-1"
+        );
     }
 
     #[test]
     fn refused_kinds_are_clear_errors() {
         let err = render(&[json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "x"}})]).unwrap_err();
-        assert!(matches!(err, RenderError::Refused { index: 0, .. }), "{err}");
+        assert!(
+            matches!(err, RenderError::Refused { index: 0, .. }),
+            "{err}"
+        );
         let err = render(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pr-{{PR_NUMBER}}"}})]).unwrap_err();
-        assert_eq!(err.to_string(), "resources[0] (Namespace pr-123): Namespace is cluster-scoped; the applier creates only namespaced objects unless its operator allows the kind (--allow-kind Namespace)");
+        assert_eq!(
+            err.to_string(),
+            "resources[0] (Namespace pr-123): Namespace is cluster-scoped; the applier creates only namespaced objects unless its operator allows the kind (--allow-kind Namespace)"
+        );
     }
 
     #[test]
@@ -408,12 +531,30 @@ mod tests {
     fn malformed_templates_are_clear_errors() {
         let cases = [
             (json!("string"), "resources[0]: not an object"),
-            (json!({"kind": "Service", "metadata": {"name": "a"}}), "resources[0]: apiVersion must be a non-empty string"),
-            (json!({"apiVersion": "v1", "metadata": {"name": "a"}}), "resources[0]: kind must be a non-empty string"),
-            (json!({"apiVersion": "v1", "kind": "Service"}), "resources[0]: metadata.name must be a non-empty string"),
-            (json!({"apiVersion": "v1", "kind": "Service", "metadata": []}), "resources[0]: metadata must be an object"),
-            (json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a/b"}}), "resources[0]: metadata.name \"a/b\" is not a valid object name"),
-            (json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "labels": "x"}}), "resources[0]: metadata.labels must be a map"),
+            (
+                json!({"kind": "Service", "metadata": {"name": "a"}}),
+                "resources[0]: apiVersion must be a non-empty string",
+            ),
+            (
+                json!({"apiVersion": "v1", "metadata": {"name": "a"}}),
+                "resources[0]: kind must be a non-empty string",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service"}),
+                "resources[0]: metadata.name must be a non-empty string",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": []}),
+                "resources[0]: metadata must be an object",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a/b"}}),
+                "resources[0]: metadata.name \"a/b\" is not a valid object name",
+            ),
+            (
+                json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a", "labels": "x"}}),
+                "resources[0]: metadata.labels must be a map",
+            ),
         ];
         for (t, want) in cases {
             assert_eq!(render(&[t]).unwrap_err().to_string(), want);
@@ -424,7 +565,16 @@ mod tests {
     fn unknown_kinds_are_reported() {
         let policy = ObjectPolicy::default();
         let none = |_: &str, _: &str| None;
-        let err = render_resources(&[json!({"apiVersion": "x.io/v1", "kind": "Foo", "metadata": {"name": "a"}})], &vars(), &RenderContext { policy: &policy, scope_of: &none, owner: None }).unwrap_err();
+        let err = render_resources(
+            &[json!({"apiVersion": "x.io/v1", "kind": "Foo", "metadata": {"name": "a"}})],
+            &vars(),
+            &RenderContext {
+                policy: &policy,
+                scope_of: &none,
+                owner: None,
+            },
+        )
+        .unwrap_err();
         assert!(matches!(err, RenderError::UnknownKind { .. }));
     }
 
@@ -432,7 +582,17 @@ mod tests {
     fn duplicate_objects_are_refused() {
         let t = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a"}});
         let err = render(&[t.clone(), t]).unwrap_err();
-        assert!(matches!(err, RenderError::Duplicate { index: 1, first: 0, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                RenderError::Duplicate {
+                    index: 1,
+                    first: 0,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -445,7 +605,9 @@ mod tests {
         match v {
             Value::String(_) => Value::String(String::new()),
             Value::Array(a) => Value::Array(a.iter().map(shape).collect()),
-            Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect()),
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+            }
             other => other.clone(),
         }
     }

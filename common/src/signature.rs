@@ -97,11 +97,15 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
 
 fn mac(key: &[u8]) -> HmacSha256 {
     // HMAC is defined for keys of any length; `new_from_slice` only fails for fixed-size MACs.
-    <HmacSha256 as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    <HmacSha256 as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 fn parse_header(header: Option<&str>) -> Result<[u8; 32], SignatureError> {
-    let value = header.map(str::trim).filter(|h| !h.is_empty()).ok_or(SignatureError::Missing)?;
+    let value = header
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .ok_or(SignatureError::Missing)?;
     let hex_part = value
         .strip_prefix(PREFIX)
         .ok_or(SignatureError::MissingPrefix)?;
@@ -133,14 +137,21 @@ mod tests {
 
     #[test]
     fn githubs_published_test_vector_verifies() {
-        assert_eq!(sign(GH_SECRET.as_bytes(), GH_PAYLOAD.as_bytes()), GH_SIGNATURE);
-        secrets(&[GH_SECRET]).verify(GH_PAYLOAD.as_bytes(), Some(GH_SIGNATURE)).unwrap();
+        assert_eq!(
+            sign(GH_SECRET.as_bytes(), GH_PAYLOAD.as_bytes()),
+            GH_SIGNATURE
+        );
+        secrets(&[GH_SECRET])
+            .verify(GH_PAYLOAD.as_bytes(), Some(GH_SIGNATURE))
+            .unwrap();
     }
 
     #[test]
     fn uppercase_hex_is_accepted() {
         let upper = format!("sha256={}", GH_SIGNATURE[7..].to_ascii_uppercase());
-        secrets(&[GH_SECRET]).verify(GH_PAYLOAD.as_bytes(), Some(&upper)).unwrap();
+        secrets(&[GH_SECRET])
+            .verify(GH_PAYLOAD.as_bytes(), Some(&upper))
+            .unwrap();
     }
 
     #[test]
@@ -151,7 +162,8 @@ mod tests {
 
     #[test]
     fn any_of_several_rotating_secrets_is_accepted() {
-        let s = WebhookSecrets::from_comma_separated(" new-secret , It's a Secret to Everybody").unwrap();
+        let s = WebhookSecrets::from_comma_separated(" new-secret , It's a Secret to Everybody")
+            .unwrap();
         assert_eq!(s.len(), 2);
         s.verify(GH_PAYLOAD.as_bytes(), Some(GH_SIGNATURE)).unwrap();
         let sig = sign(b"new-secret", b"x");
@@ -160,12 +172,18 @@ mod tests {
 
     #[test]
     fn empty_secret_lists_are_refused() {
-        assert_eq!(WebhookSecrets::from_comma_separated(" , ").unwrap_err(), SignatureError::NoSecret);
+        assert_eq!(
+            WebhookSecrets::from_comma_separated(" , ").unwrap_err(),
+            SignatureError::NoSecret
+        );
     }
 
     #[test]
     fn truncated_signature_is_refused() {
-        let r = secrets(&[GH_SECRET]).verify(GH_PAYLOAD.as_bytes(), Some(&GH_SIGNATURE[..GH_SIGNATURE.len() - 2]));
+        let r = secrets(&[GH_SECRET]).verify(
+            GH_PAYLOAD.as_bytes(),
+            Some(&GH_SIGNATURE[..GH_SIGNATURE.len() - 2]),
+        );
         assert_eq!(r, Err(SignatureError::WrongLength(62)));
     }
 
@@ -174,19 +192,31 @@ mod tests {
         let r = secrets(&[GH_SECRET]).verify(GH_PAYLOAD.as_bytes(), Some(&GH_SIGNATURE[7..]));
         assert_eq!(r, Err(SignatureError::MissingPrefix));
         let sha1 = GH_SIGNATURE.replace("sha256=", "sha1=");
-        assert_eq!(secrets(&[GH_SECRET]).verify(GH_PAYLOAD.as_bytes(), Some(&sha1)), Err(SignatureError::MissingPrefix));
+        assert_eq!(
+            secrets(&[GH_SECRET]).verify(GH_PAYLOAD.as_bytes(), Some(&sha1)),
+            Err(SignatureError::MissingPrefix)
+        );
     }
 
     #[test]
     fn non_hex_digits_are_refused() {
         let bad = GH_SIGNATURE.replacen('7', "g", 1);
-        assert_eq!(secrets(&[GH_SECRET]).verify(GH_PAYLOAD.as_bytes(), Some(&bad)), Err(SignatureError::NotHex));
+        assert_eq!(
+            secrets(&[GH_SECRET]).verify(GH_PAYLOAD.as_bytes(), Some(&bad)),
+            Err(SignatureError::NotHex)
+        );
     }
 
     #[test]
     fn missing_or_blank_header_is_refused() {
-        assert_eq!(secrets(&[GH_SECRET]).verify(b"", None), Err(SignatureError::Missing));
-        assert_eq!(secrets(&[GH_SECRET]).verify(b"", Some("  ")), Err(SignatureError::Missing));
+        assert_eq!(
+            secrets(&[GH_SECRET]).verify(b"", None),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            secrets(&[GH_SECRET]).verify(b"", Some("  ")),
+            Err(SignatureError::Missing)
+        );
     }
 
     #[test]

@@ -29,18 +29,33 @@ pub fn examples_dir() -> PathBuf {
 pub fn pull_request_examples() -> Vec<Example> {
     let dir = examples_dir();
     let mut folders: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `make deps` to install @octokit/webhooks-examples", dir.display()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e}; run `make deps` to install @octokit/webhooks-examples",
+                dir.display()
+            )
+        })
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.join("index.json").is_file())
         .collect();
     folders.sort();
     let mut out = Vec::new();
     for folder in folders {
-        let name = folder.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let text = std::fs::read_to_string(folder.join("index.json")).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
-        let index: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
+        let name = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let text = std::fs::read_to_string(folder.join("index.json"))
+            .unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
+        let index: Vec<serde_json::Value> =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
         for entry in index.iter().filter(|e| e["name"] == "pull_request") {
-            for (i, ex) in entry["examples"].as_array().into_iter().flatten().enumerate() {
+            for (i, ex) in entry["examples"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
                 let action = ex["action"].as_str().unwrap_or_default().to_owned();
                 out.push(Example {
                     source: format!("{name}#{i} ({action})"),
@@ -58,5 +73,10 @@ pub fn largest_pull_request_example() -> Example {
     pull_request_examples()
         .into_iter()
         .max_by_key(|e| e.body.len())
-        .unwrap_or_else(|| panic!("no pull_request examples found in {}", examples_dir().display()))
+        .unwrap_or_else(|| {
+            panic!(
+                "no pull_request examples found in {}",
+                examples_dir().display()
+            )
+        })
 }

@@ -1,6 +1,8 @@
 //! The webhook function across processes: the binary under `cargo lambda watch`, the SQS
 //! emulator, signed deliveries POSTed over HTTP.
 
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -20,7 +22,11 @@ async fn function_for(sqs: &SqsEmulator, queue_url: &str) -> WebhookFunction {
 }
 
 fn opened_example() -> Vec<u8> {
-    pull_request_examples().into_iter().find(|e| e.action == "opened").expect("opened example").body
+    pull_request_examples()
+        .into_iter()
+        .find(|e| e.action == "opened")
+        .expect("opened example")
+        .body
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -31,16 +37,37 @@ async fn a_signed_delivery_leaves_exactly_one_message_and_a_redelivery_none() {
     let body = opened_example();
     let raw: serde_json::Value = serde_json::from_slice(&body).unwrap();
 
-    let (status, reply) = post_delivery(&function.url, SECRET, "pull_request", "delivery-0001", &body).await;
+    let (status, reply) = post_delivery(
+        &function.url,
+        SECRET,
+        "pull_request",
+        "delivery-0001",
+        &body,
+    )
+    .await;
     assert_eq!(status, 202, "{reply}\n{}", function.output());
     assert_eq!(reply["status"], "queued");
     let message_id = reply["messageId"].as_str().expect("message id").to_owned();
 
     // The same delivery again (GitHub's "Redeliver"): accepted, deduplicated by the queue.
-    let (status, _) = post_delivery(&function.url, SECRET, "pull_request", "delivery-0001", &body).await;
+    let (status, _) = post_delivery(
+        &function.url,
+        SECRET,
+        "pull_request",
+        "delivery-0001",
+        &body,
+    )
+    .await;
     assert_eq!(status, 202);
     // A bad signature never reaches the queue.
-    let (status, _) = post_delivery(&function.url, "wrong", "pull_request", "delivery-0002", &body).await;
+    let (status, _) = post_delivery(
+        &function.url,
+        "wrong",
+        "pull_request",
+        "delivery-0002",
+        &body,
+    )
+    .await;
     assert_eq!(status, 401);
 
     let messages = sqs.receive(&queues.url, 1).await;
@@ -51,11 +78,24 @@ async fn a_signed_delivery_leaves_exactly_one_message_and_a_redelivery_none() {
     assert_eq!(event.action, PrAction::Opened);
     assert_eq!(event.delivery_id, "delivery-0001");
     assert_eq!(event.number, raw["number"].as_u64().unwrap());
-    assert_eq!(event.head_sha, raw["pull_request"]["head"]["sha"].as_str().unwrap());
+    assert_eq!(
+        event.head_sha,
+        raw["pull_request"]["head"]["sha"].as_str().unwrap()
+    );
     let attrs = m.attributes.as_ref().expect("system attributes");
     let repo = raw["repository"]["full_name"].as_str().unwrap();
-    assert_eq!(attrs.get(&MessageSystemAttributeName::MessageGroupId).map(String::as_str), Some(format!("{repo}#{}", event.number).as_str()));
-    assert_eq!(attrs.get(&MessageSystemAttributeName::MessageDeduplicationId).map(String::as_str), Some("delivery-0001"));
+    assert_eq!(
+        attrs
+            .get(&MessageSystemAttributeName::MessageGroupId)
+            .map(String::as_str),
+        Some(format!("{repo}#{}", event.number).as_str())
+    );
+    assert_eq!(
+        attrs
+            .get(&MessageSystemAttributeName::MessageDeduplicationId)
+            .map(String::as_str),
+        Some("delivery-0001")
+    );
     let user_attrs = m.message_attributes.as_ref().expect("message attributes");
     assert_eq!(user_attrs["event"].string_value(), Some("pull_request"));
     assert_eq!(user_attrs["action"].string_value(), Some("opened"));
@@ -73,8 +113,19 @@ async fn a_queue_that_is_down_gives_503_so_github_can_redeliver() {
     // The function is warm (its clients are built); now the queue goes away.
     sqs.stop();
     let started = std::time::Instant::now();
-    let (status, reply) = post_delivery(&function.url, SECRET, "pull_request", "delivery-down", &opened_example()).await;
+    let (status, reply) = post_delivery(
+        &function.url,
+        SECRET,
+        "pull_request",
+        "delivery-down",
+        &opened_example(),
+    )
+    .await;
     assert_eq!(status, 503, "{reply}\n{}", function.output());
     assert_eq!(reply["status"], "error");
-    assert!(started.elapsed() < Duration::from_secs(10), "GitHub gives up after 10 s; took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "GitHub gives up after 10 s; took {:?}",
+        started.elapsed()
+    );
 }

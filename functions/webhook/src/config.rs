@@ -12,7 +12,12 @@ pub const ENV_WEBHOOK_SECRET_ARN: &str = "WEBHOOK_SECRET_ARN";
 pub const ENV_MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 
 /// Every variable the function reads itself (the AWS SDK reads its own standard ones).
-pub const ENV_VARS: &[&str] = &[ENV_QUEUE_URL, ENV_WEBHOOK_SECRET, ENV_WEBHOOK_SECRET_ARN, ENV_MAX_BODY_BYTES];
+pub const ENV_VARS: &[&str] = &[
+    ENV_QUEUE_URL,
+    ENV_WEBHOOK_SECRET,
+    ENV_WEBHOOK_SECRET_ARN,
+    ENV_MAX_BODY_BYTES,
+];
 
 /// Default body limit, 5 MiB. GitHub caps payloads at 25 MB, but a Lambda invocation payload
 /// (the whole event: headers, and the body base64-encoded when it is not text) is at most 6 MB;
@@ -50,19 +55,27 @@ pub struct Config {
 /// Missing or contradictory configuration: the cold start fails with this message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error("{ENV_QUEUE_URL} is not set: it must name the SQS FIFO queue (https://sqs.<region>.amazonaws.com/<account>/<name>.fifo)")]
+    #[error(
+        "{ENV_QUEUE_URL} is not set: it must name the SQS FIFO queue (https://sqs.<region>.amazonaws.com/<account>/<name>.fifo)"
+    )]
     MissingQueueUrl,
     #[error("{ENV_QUEUE_URL} {0:?} does not name a FIFO queue (its name must end in .fifo)")]
     NotFifo(String),
-    #[error("neither {ENV_WEBHOOK_SECRET} nor {ENV_WEBHOOK_SECRET_ARN} is set: one must give the webhook secret")]
+    #[error(
+        "neither {ENV_WEBHOOK_SECRET} nor {ENV_WEBHOOK_SECRET_ARN} is set: one must give the webhook secret"
+    )]
     MissingSecret,
     #[error("both {ENV_WEBHOOK_SECRET} and {ENV_WEBHOOK_SECRET_ARN} are set: set exactly one")]
     ContradictorySecret,
     #[error("{ENV_WEBHOOK_SECRET} holds no usable secret")]
     EmptySecret,
-    #[error("{ENV_WEBHOOK_SECRET_ARN} {0:?} is not a Secrets Manager ARN (arn:<partition>:secretsmanager:...)")]
+    #[error(
+        "{ENV_WEBHOOK_SECRET_ARN} {0:?} is not a Secrets Manager ARN (arn:<partition>:secretsmanager:...)"
+    )]
     BadSecretArn(String),
-    #[error("{ENV_MAX_BODY_BYTES} {0:?} must be a whole number of bytes from 1024 to {FUNCTION_URL_LIMIT_BYTES}")]
+    #[error(
+        "{ENV_MAX_BODY_BYTES} {0:?} must be a whole number of bytes from 1024 to {FUNCTION_URL_LIMIT_BYTES}"
+    )]
     BadMaxBody(String),
     #[error("the secret from {ENV_WEBHOOK_SECRET_ARN} could not be read: {0}")]
     SecretFetch(String),
@@ -72,7 +85,10 @@ impl Config {
     /// Reads the configuration through `var` (the process environment in production).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        let queue_url = set(ENV_QUEUE_URL).ok_or(ConfigError::MissingQueueUrl)?.trim().to_owned();
+        let queue_url = set(ENV_QUEUE_URL)
+            .ok_or(ConfigError::MissingQueueUrl)?
+            .trim()
+            .to_owned();
         if !queue_url.trim_end_matches('/').ends_with(".fifo") {
             return Err(ConfigError::NotFifo(queue_url));
         }
@@ -103,7 +119,11 @@ impl Config {
                 .filter(|n| (1024..=FUNCTION_URL_LIMIT_BYTES).contains(n))
                 .ok_or(ConfigError::BadMaxBody(v))?,
         };
-        Ok(Self { queue_url, secret, max_body_bytes })
+        Ok(Self {
+            queue_url,
+            secret,
+            max_body_bytes,
+        })
     }
 
     /// Reads the configuration from the process environment.
@@ -116,12 +136,20 @@ impl Config {
 /// rotation), a JSON array of strings, or a JSON object with `secret` or `secrets`.
 pub fn parse_secret_value(value: &str) -> Result<WebhookSecrets, SignatureError> {
     let trimmed = value.trim();
-    if trimmed.starts_with('[') || trimmed.starts_with('{') {
-        if let Ok(json) = serde_json::from_str::<serde_json::Value>(trimmed) {
+    if (trimmed.starts_with('[') || trimmed.starts_with('{'))
+        && let Ok(json) = serde_json::from_str::<serde_json::Value>(trimmed)
+    {
+        {
             let list: Vec<String> = match &json {
-                serde_json::Value::Array(items) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect(),
                 serde_json::Value::Object(map) => match (map.get("secrets"), map.get("secret")) {
-                    (Some(serde_json::Value::Array(items)), _) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+                    (Some(serde_json::Value::Array(items)), _) => items
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect(),
                     (_, Some(serde_json::Value::String(s))) => vec![s.clone()],
                     _ => Vec::new(),
                 },
@@ -141,7 +169,10 @@ mod tests {
     const Q: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/kubetempura-events.fifo";
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -156,22 +187,65 @@ mod tests {
     #[test]
     fn secret_arn_configuration_is_read() {
         let arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:kubetempura-webhook-AbCdEf";
-        let c = config(&[(ENV_QUEUE_URL, Q), (ENV_WEBHOOK_SECRET_ARN, arn), (ENV_MAX_BODY_BYTES, "2048")]).unwrap();
+        let c = config(&[
+            (ENV_QUEUE_URL, Q),
+            (ENV_WEBHOOK_SECRET_ARN, arn),
+            (ENV_MAX_BODY_BYTES, "2048"),
+        ])
+        .unwrap();
         assert_eq!(c.secret, SecretSource::SecretsManager(arn.into()));
         assert_eq!(c.max_body_bytes, 2048);
     }
 
     #[test]
     fn missing_or_contradictory_configuration_fails_clearly() {
-        assert_eq!(config(&[(ENV_WEBHOOK_SECRET, "a")]), Err(ConfigError::MissingQueueUrl));
-        assert_eq!(config(&[(ENV_QUEUE_URL, "https://sqs/q"), (ENV_WEBHOOK_SECRET, "a")]), Err(ConfigError::NotFifo("https://sqs/q".into())));
-        assert_eq!(config(&[(ENV_QUEUE_URL, Q)]), Err(ConfigError::MissingSecret));
-        assert_eq!(config(&[(ENV_QUEUE_URL, Q), (ENV_WEBHOOK_SECRET, "a"), (ENV_WEBHOOK_SECRET_ARN, "arn:aws:secretsmanager:r:1:secret:x")]), Err(ConfigError::ContradictorySecret));
-        assert_eq!(config(&[(ENV_QUEUE_URL, Q), (ENV_WEBHOOK_SECRET, " , ")]), Err(ConfigError::EmptySecret));
-        assert_eq!(config(&[(ENV_QUEUE_URL, Q), (ENV_WEBHOOK_SECRET_ARN, "arn:aws:s3:::bucket")]), Err(ConfigError::BadSecretArn("arn:aws:s3:::bucket".into())));
-        assert_eq!(config(&[(ENV_QUEUE_URL, Q), (ENV_WEBHOOK_SECRET, "a"), (ENV_MAX_BODY_BYTES, "7000000")]), Err(ConfigError::BadMaxBody("7000000".into())));
+        assert_eq!(
+            config(&[(ENV_WEBHOOK_SECRET, "a")]),
+            Err(ConfigError::MissingQueueUrl)
+        );
+        assert_eq!(
+            config(&[(ENV_QUEUE_URL, "https://sqs/q"), (ENV_WEBHOOK_SECRET, "a")]),
+            Err(ConfigError::NotFifo("https://sqs/q".into()))
+        );
+        assert_eq!(
+            config(&[(ENV_QUEUE_URL, Q)]),
+            Err(ConfigError::MissingSecret)
+        );
+        assert_eq!(
+            config(&[
+                (ENV_QUEUE_URL, Q),
+                (ENV_WEBHOOK_SECRET, "a"),
+                (
+                    ENV_WEBHOOK_SECRET_ARN,
+                    "arn:aws:secretsmanager:r:1:secret:x"
+                )
+            ]),
+            Err(ConfigError::ContradictorySecret)
+        );
+        assert_eq!(
+            config(&[(ENV_QUEUE_URL, Q), (ENV_WEBHOOK_SECRET, " , ")]),
+            Err(ConfigError::EmptySecret)
+        );
+        assert_eq!(
+            config(&[
+                (ENV_QUEUE_URL, Q),
+                (ENV_WEBHOOK_SECRET_ARN, "arn:aws:s3:::bucket")
+            ]),
+            Err(ConfigError::BadSecretArn("arn:aws:s3:::bucket".into()))
+        );
+        assert_eq!(
+            config(&[
+                (ENV_QUEUE_URL, Q),
+                (ENV_WEBHOOK_SECRET, "a"),
+                (ENV_MAX_BODY_BYTES, "7000000")
+            ]),
+            Err(ConfigError::BadMaxBody("7000000".into()))
+        );
         let msg = ConfigError::MissingSecret.to_string();
-        assert!(msg.contains("WEBHOOK_SECRET") && msg.contains("WEBHOOK_SECRET_ARN"), "{msg}");
+        assert!(
+            msg.contains("WEBHOOK_SECRET") && msg.contains("WEBHOOK_SECRET_ARN"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -184,7 +258,12 @@ mod tests {
     fn secret_values_in_all_documented_forms() {
         assert_eq!(parse_secret_value("new, old").unwrap().len(), 2);
         assert_eq!(parse_secret_value(r#"["new","old"]"#).unwrap().len(), 2);
-        assert_eq!(parse_secret_value(r#"{"secrets":["a","b","c"]}"#).unwrap().len(), 3);
+        assert_eq!(
+            parse_secret_value(r#"{"secrets":["a","b","c"]}"#)
+                .unwrap()
+                .len(),
+            3
+        );
         assert_eq!(parse_secret_value(r#"{"secret":"a"}"#).unwrap().len(), 1);
         assert!(parse_secret_value(r#"{"other":"a"}"#).is_err());
         assert!(parse_secret_value("").is_err());

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use chrono::Utc;
 use http::{HeaderMap, Method, StatusCode};
-use kubetempura_common::event::{normalize, Normalized, PrEvent};
-use kubetempura_common::signature::{WebhookSecrets, SIGNATURE_HEADER};
+use kubetempura_common::event::{Normalized, PrEvent, normalize};
+use kubetempura_common::signature::{SIGNATURE_HEADER, WebhookSecrets};
 use serde::Serialize;
 
 use crate::queue::EventQueue;
@@ -42,7 +42,14 @@ pub struct ReplyBody {
 
 impl Reply {
     fn new(status: StatusCode, kind: &'static str, reason: impl Into<String>) -> Self {
-        Self { status, body: ReplyBody { status: kind, reason: reason.into(), message_id: None } }
+        Self {
+            status,
+            body: ReplyBody {
+                status: kind,
+                reason: reason.into(),
+                message_id: None,
+            },
+        }
     }
 
     fn error(status: StatusCode, reason: impl Into<String>) -> Self {
@@ -70,12 +77,18 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
-    header(headers, "content-type")
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+    header(headers, "content-type").is_some_and(|ct| {
+        ct.trim_start()
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+    })
 }
 
 /// Extracts the JSON payload: the body itself, or the `payload` field of a form-encoded body.
-fn payload_bytes<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<std::borrow::Cow<'a, [u8]>, &'static str> {
+fn payload_bytes<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, &'static str> {
     if !is_form(headers) {
         return Ok(std::borrow::Cow::Borrowed(body));
     }
@@ -96,17 +109,34 @@ pub enum Prepared {
 
 /// Everything before the queue call: method, size, signature over the raw bytes, payload
 /// extraction, normalisation. Pure and synchronous.
-pub fn prepare(app: &App, method: &Method, headers: &HeaderMap, body: &[u8], facts: &mut Facts) -> Prepared {
+pub fn prepare(
+    app: &App,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    facts: &mut Facts,
+) -> Prepared {
     let reply = |r: Reply| Prepared::Reply(r);
-    facts.delivery = header(headers, "x-github-delivery").unwrap_or_default().to_owned();
-    facts.event = header(headers, "x-github-event").unwrap_or_default().to_owned();
+    facts.delivery = header(headers, "x-github-delivery")
+        .unwrap_or_default()
+        .to_owned();
+    facts.event = header(headers, "x-github-event")
+        .unwrap_or_default()
+        .to_owned();
     if method != Method::POST {
-        return reply(Reply::error(StatusCode::METHOD_NOT_ALLOWED, "only POST is accepted"));
+        return reply(Reply::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only POST is accepted",
+        ));
     }
     if body.len() > app.max_body_bytes {
         return reply(Reply::error(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body of {} bytes exceeds the limit of {} bytes", body.len(), app.max_body_bytes),
+            format!(
+                "body of {} bytes exceeds the limit of {} bytes",
+                body.len(),
+                app.max_body_bytes
+            ),
         ));
     }
     if let Err(e) = app.secrets.verify(body, header(headers, SIGNATURE_HEADER)) {
@@ -117,7 +147,10 @@ pub fn prepare(app: &App, method: &Method, headers: &HeaderMap, body: &[u8], fac
         Err(reason) => return reply(Reply::error(StatusCode::BAD_REQUEST, reason)),
     };
     if facts.event.is_empty() {
-        return reply(Reply::error(StatusCode::BAD_REQUEST, "missing X-GitHub-Event header"));
+        return reply(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "missing X-GitHub-Event header",
+        ));
     }
     if facts.event != "pull_request" {
         // Still refuse a body that is not JSON, as for any delivery.
@@ -125,15 +158,24 @@ pub fn prepare(app: &App, method: &Method, headers: &HeaderMap, body: &[u8], fac
             return reply(Reply::error(StatusCode::BAD_REQUEST, "body is not JSON"));
         }
         if facts.event == "ping" {
-            return reply(Reply::new(StatusCode::OK, "pong", "ping received; deliveries are verified"));
+            return reply(Reply::new(
+                StatusCode::OK,
+                "pong",
+                "ping received; deliveries are verified",
+            ));
         }
     }
     if facts.delivery.is_empty() {
-        return reply(Reply::error(StatusCode::BAD_REQUEST, "missing X-GitHub-Delivery header"));
+        return reply(Reply::error(
+            StatusCode::BAD_REQUEST,
+            "missing X-GitHub-Delivery header",
+        ));
     }
     match normalize(&facts.event, &facts.delivery, &payload, Utc::now()) {
         Err(e) => reply(Reply::error(StatusCode::BAD_REQUEST, e.to_string())),
-        Ok(Normalized::Ignored(reason)) => reply(Reply::new(StatusCode::ACCEPTED, "ignored", reason)),
+        Ok(Normalized::Ignored(reason)) => {
+            reply(Reply::new(StatusCode::ACCEPTED, "ignored", reason))
+        }
         Ok(Normalized::Event(event)) => {
             facts.action = event.action.as_str().to_owned();
             facts.repository = event.repository.full_name.clone();
@@ -144,30 +186,53 @@ pub fn prepare(app: &App, method: &Method, headers: &HeaderMap, body: &[u8], fac
 }
 
 /// Handles one delivery: [`prepare`], then the queue call.
-pub async fn process(app: &App, method: &Method, headers: &HeaderMap, body: &[u8], facts: &mut Facts) -> Reply {
+pub async fn process(
+    app: &App,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+    facts: &mut Facts,
+) -> Reply {
     let event = match prepare(app, method, headers, body, facts) {
         Prepared::Reply(r) => return r,
         Prepared::Enqueue(e) => e,
     };
     match app.queue.send(&event).await {
         Ok(id) => {
-            let mut reply = Reply::new(StatusCode::ACCEPTED, "queued", format!("pull_request {} queued", event.action));
+            let mut reply = Reply::new(
+                StatusCode::ACCEPTED,
+                "queued",
+                format!("pull_request {} queued", event.action),
+            );
             reply.body.message_id = Some(id);
             reply
         }
         Err(e) => {
             tracing::error!(delivery = %facts.delivery, error = %e, "queue refused the event");
-            Reply::error(StatusCode::SERVICE_UNAVAILABLE, "queue unavailable; redeliver later")
+            Reply::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "queue unavailable; redeliver later",
+            )
         }
     }
 }
 
 /// Handles one lambda_http request (function URL or API Gateway HTTP API payload) and writes
 /// the log line.
-pub async fn handle(app: &App, req: lambda_http::Request) -> lambda_http::Response<lambda_http::Body> {
+pub async fn handle(
+    app: &App,
+    req: lambda_http::Request,
+) -> lambda_http::Response<lambda_http::Body> {
     let started = Instant::now();
     let mut facts = Facts::default();
-    let reply = process(app, req.method(), req.headers(), req.body().as_ref(), &mut facts).await;
+    let reply = process(
+        app,
+        req.method(),
+        req.headers(),
+        req.body().as_ref(),
+        &mut facts,
+    )
+    .await;
     tracing::info!(
         delivery = %facts.delivery,
         event = %facts.event,

@@ -11,7 +11,7 @@ pub mod queue;
 
 use std::sync::Arc;
 
-use config::{parse_secret_value, Config, ConfigError, SecretSource};
+use config::{Config, ConfigError, SecretSource, parse_secret_value};
 use kubetempura_common::signature::WebhookSecrets;
 
 /// How long one SQS call may take before the delivery is answered 503 (GitHub waits 10 s).
@@ -30,7 +30,9 @@ pub async fn build_app(config: &Config) -> Result<handler::App, ConfigError> {
         .load()
         .await;
     let secrets = match &config.secret {
-        SecretSource::Inline(list) => WebhookSecrets::from_comma_separated(list).map_err(|_| ConfigError::EmptySecret)?,
+        SecretSource::Inline(list) => {
+            WebhookSecrets::from_comma_separated(list).map_err(|_| ConfigError::EmptySecret)?
+        }
         SecretSource::SecretsManager(arn) => {
             let client = aws_sdk_secretsmanager::Client::new(&aws);
             let out = client
@@ -38,13 +40,21 @@ pub async fn build_app(config: &Config) -> Result<handler::App, ConfigError> {
                 .secret_id(arn)
                 .send()
                 .await
-                .map_err(|e| ConfigError::SecretFetch(aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string()))?;
-            let value = out
-                .secret_string()
-                .ok_or_else(|| ConfigError::SecretFetch("the secret has no string value".to_owned()))?;
+                .map_err(|e| {
+                    ConfigError::SecretFetch(
+                        aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+                    )
+                })?;
+            let value = out.secret_string().ok_or_else(|| {
+                ConfigError::SecretFetch("the secret has no string value".to_owned())
+            })?;
             parse_secret_value(value).map_err(|e| ConfigError::SecretFetch(e.to_string()))?
         }
     };
     let queue = queue::SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
-    Ok(handler::App { secrets, queue: Arc::new(queue), max_body_bytes: config.max_body_bytes })
+    Ok(handler::App {
+        secrets,
+        queue: Arc::new(queue),
+        max_body_bytes: config.max_body_bytes,
+    })
 }

@@ -1,4 +1,4 @@
-use lambda_http::{run, service_fn, Error, Request};
+use lambda_http::{Error, Request, run, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -7,9 +7,11 @@ async fn main() -> Result<(), Error> {
     let config = kubetempura_webhook::config::Config::from_env().inspect_err(|e| {
         tracing::error!(error = %e, "invalid configuration; refusing to start");
     })?;
-    let app = kubetempura_webhook::build_app(&config).await.inspect_err(|e| {
-        tracing::error!(error = %e, "cold start failed");
-    })?;
+    let app = kubetempura_webhook::build_app(&config)
+        .await
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "cold start failed");
+        })?;
     tracing::info!(queue = %config.queue_url, secrets = app.secrets.len(), max_body_bytes = app.max_body_bytes, "webhook function ready");
     run(service_fn(move |req: Request| {
         let app = app.clone();

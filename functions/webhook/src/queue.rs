@@ -14,7 +14,10 @@ pub struct QueueError(pub String);
 /// Where normalised events go. The production implementation is [`SqsQueue`].
 pub trait EventQueue: Send + Sync {
     /// Sends one event; returns the queue's message id.
-    fn send<'a>(&'a self, event: &'a PrEvent) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>>;
+    fn send<'a>(
+        &'a self,
+        event: &'a PrEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>>;
 }
 
 /// An SQS FIFO queue reached through the AWS SDK.
@@ -38,7 +41,10 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
 }
 
 impl EventQueue for SqsQueue {
-    fn send<'a>(&'a self, event: &'a PrEvent) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>> {
+    fn send<'a>(
+        &'a self,
+        event: &'a PrEvent,
+    ) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>> {
         Box::pin(async move {
             let out = self
                 .client

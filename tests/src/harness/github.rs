@@ -6,7 +6,13 @@ use std::time::Duration;
 use kubetempura_common::signature::sign;
 
 /// POSTs one signed delivery; returns the status and the response body.
-pub async fn post_delivery(url: &str, secret: &str, event: &str, delivery_id: &str, body: &[u8]) -> (u16, serde_json::Value) {
+pub async fn post_delivery(
+    url: &str,
+    secret: &str,
+    event: &str,
+    delivery_id: &str,
+    body: &[u8],
+) -> (u16, serde_json::Value) {
     let resp = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")

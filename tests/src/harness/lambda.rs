@@ -28,7 +28,19 @@ impl WebhookFunction {
         }
         let mut cmd = Command::new(tools::cargo_lambda());
         cmd.current_dir(tools::workspace_root())
-            .args(["lambda", "watch", "--ignore-changes", "--quiet", "-A", "127.0.0.1", "-P", &port.to_string(), "--bin", "webhook", "--env-file"])
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "--quiet",
+                "-A",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+                "--bin",
+                "webhook",
+                "--env-file",
+            ])
             .arg(env_file.path());
         for (k, v) in env {
             cmd.env(k, v);
@@ -36,13 +48,30 @@ impl WebhookFunction {
         let mut process = ChildGuard::spawn("cargo-lambda-watch", cmd);
         let url = format!("http://127.0.0.1:{port}/lambda-url/webhook");
         let client = reqwest::Client::new();
-        wait_for("the webhook function under cargo lambda watch", Duration::from_secs(300), || {
-            let req = client.post(&url).body("{}").timeout(Duration::from_secs(60));
-            async move { req.send().await.ok().filter(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED).map(|_| ()) }
-        })
+        wait_for(
+            "the webhook function under cargo lambda watch",
+            Duration::from_secs(300),
+            || {
+                let req = client
+                    .post(&url)
+                    .body("{}")
+                    .timeout(Duration::from_secs(60));
+                async move {
+                    req.send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED)
+                        .map(|_| ())
+                }
+            },
+        )
         .await;
         process.assert_running();
-        Self { process, url, _env_file: env_file }
+        Self {
+            process,
+            url,
+            _env_file: env_file,
+        }
     }
 
     /// Everything the emulator and the function printed so far.

@@ -34,7 +34,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(interval).await;
         interval = (interval * 2).min(Duration::from_millis(250));
     }
@@ -45,7 +48,13 @@ pub async fn wait_http(what: &str, url: &str, timeout: Duration) {
     let client = reqwest::Client::new();
     wait_for(what, timeout, || {
         let req = client.get(url).timeout(Duration::from_secs(2));
-        async move { req.send().await.ok().filter(|r| r.status().as_u16() < 500).map(|_| ()) }
+        async move {
+            req.send()
+                .await
+                .ok()
+                .filter(|r| r.status().as_u16() < 500)
+                .map(|_| ())
+        }
     })
     .await;
 }

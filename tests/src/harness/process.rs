@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 /// A running child process (and its descendants) with its output captured in a log file.
@@ -25,9 +25,19 @@ impl ChildGuard {
         let log = dir.path().join(format!("{name}.log"));
         let out = File::create(&log).expect("log file");
         let err = out.try_clone().expect("log file");
-        cmd.stdin(Stdio::null()).stdout(out).stderr(err).process_group(0);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Self { name: name.to_owned(), child, log, _dir: dir }
+        cmd.stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+            log,
+            _dir: dir,
+        }
     }
 
     /// The process id (also its process group id).
@@ -43,7 +53,11 @@ impl ChildGuard {
     /// Panics with the process's output if it has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
-            panic!("{} exited early with {status}; its output:\n{}", self.name, self.output());
+            panic!(
+                "{} exited early with {status}; its output:\n{}",
+                self.name,
+                self.output()
+            );
         }
     }
 

@@ -41,10 +41,19 @@ impl SqsEmulator {
             .env("LOG_LEVEL", "WARNING");
         let mut process = ChildGuard::spawn("ministack", cmd);
         let endpoint = format!("http://127.0.0.1:{port}");
-        wait_http("the SQS emulator", &format!("{endpoint}/_ministack/health"), Duration::from_secs(60)).await;
+        wait_http(
+            "the SQS emulator",
+            &format!("{endpoint}/_ministack/health"),
+            Duration::from_secs(60),
+        )
+        .await;
         process.assert_running();
         let client = aws_sdk_sqs::Client::new(&sdk_config(&endpoint).await);
-        Self { process, endpoint, client }
+        Self {
+            process,
+            endpoint,
+            client,
+        }
     }
 
     /// The environment a separate process needs to reach the emulator with the AWS SDK.
@@ -59,7 +68,12 @@ impl SqsEmulator {
 
     /// Creates a FIFO queue `name.fifo` with a FIFO dead-letter queue `name-dlq.fifo`, a redrive
     /// policy after `max_receive_count` receives, and the given visibility timeout.
-    pub async fn create_fifo_with_dlq(&self, name: &str, max_receive_count: u32, visibility_timeout_secs: u32) -> Queues {
+    pub async fn create_fifo_with_dlq(
+        &self,
+        name: &str,
+        max_receive_count: u32,
+        visibility_timeout_secs: u32,
+    ) -> Queues {
         let dlq = self
             .client
             .create_queue()
@@ -77,23 +91,37 @@ impl SqsEmulator {
             .send()
             .await
             .expect("DLQ attributes");
-        let dlq_arn = attrs.attributes.and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned()).expect("DLQ ARN");
+        let dlq_arn = attrs
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("DLQ ARN");
         let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}).to_string();
         let q = self
             .client
             .create_queue()
             .queue_name(format!("{name}.fifo"))
             .attributes(QueueAttributeName::FifoQueue, "true")
-            .attributes(QueueAttributeName::VisibilityTimeout, visibility_timeout_secs.to_string())
+            .attributes(
+                QueueAttributeName::VisibilityTimeout,
+                visibility_timeout_secs.to_string(),
+            )
             .attributes(QueueAttributeName::RedrivePolicy, redrive)
             .send()
             .await
             .expect("create queue");
-        Queues { url: q.queue_url.expect("queue URL"), dlq_url, dlq_arn }
+        Queues {
+            url: q.queue_url.expect("queue URL"),
+            dlq_url,
+            dlq_arn,
+        }
     }
 
     /// Receives up to 10 messages (waiting up to `wait_secs`), without deleting them.
-    pub async fn receive(&self, queue_url: &str, wait_secs: i32) -> Vec<aws_sdk_sqs::types::Message> {
+    pub async fn receive(
+        &self,
+        queue_url: &str,
+        wait_secs: i32,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
         self.client
             .receive_message()
             .queue_url(queue_url)
@@ -121,7 +149,10 @@ impl SqsEmulator {
             .expect("queue attributes");
         let attrs: HashMap<QueueAttributeName, String> = out.attributes.unwrap_or_default();
         let get = |k: QueueAttributeName| attrs.get(&k).and_then(|v| v.parse().ok()).unwrap_or(0);
-        (get(QueueAttributeName::ApproximateNumberOfMessages), get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible))
+        (
+            get(QueueAttributeName::ApproximateNumberOfMessages),
+            get(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
     }
 }
 
@@ -144,7 +175,13 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(TEST_REGION))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(TEST_ACCESS_KEY, TEST_SECRET_KEY, None, None, "kubetempura-tests"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            TEST_ACCESS_KEY,
+            TEST_SECRET_KEY,
+            None,
+            None,
+            "kubetempura-tests",
+        ))
         .load()
         .await
 }

@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// Finds `name`: the environment variable `env_var` if set, else `<workspace>/.venv/bin/name`,
@@ -25,7 +28,9 @@ pub fn tool(name: &str, env_var: &str) -> PathBuf {
             }
         }
     }
-    panic!("{name} not found (looked at ${env_var}, .venv/bin and PATH): run `make deps` to install the pinned test tools");
+    panic!(
+        "{name} not found (looked at ${env_var}, .venv/bin and PATH): run `make deps` to install the pinned test tools"
+    );
 }
 
 /// `ministack`, the SQS emulator.

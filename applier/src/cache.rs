@@ -1,0 +1,216 @@
+//! Watched caches: ReviewApps indexed by repository, and `PR` objects by name. No list call is
+//! made per event; a repository with no ReviewApp is answered from memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use kubetempura_common::crd::{PR, ReviewApp};
+use kubetempura_common::naming::RepoKey;
+use tokio::sync::mpsc;
+
+/// ReviewApps by repository, kept current by a watch.
+#[derive(Default)]
+struct Index {
+    apps: HashMap<ObjectRef<ReviewApp>, Arc<ReviewApp>>,
+    by_repo: HashMap<RepoKey, HashSet<ObjectRef<ReviewApp>>>,
+}
+
+impl Index {
+    fn remove(&mut self, key: &ObjectRef<ReviewApp>) {
+        if let Some(old) = self.apps.remove(key)
+            && let Some(repo) = RepoKey::parse(&old.spec.github_repository)
+            && let Some(set) = self.by_repo.get_mut(&repo)
+        {
+            set.remove(key);
+            if set.is_empty() {
+                self.by_repo.remove(&repo);
+            }
+        }
+    }
+
+    fn insert(&mut self, app: ReviewApp) {
+        let key = ObjectRef::from_obj(&app);
+        self.remove(&key);
+        if let Some(repo) = RepoKey::parse(&app.spec.github_repository) {
+            self.by_repo.entry(repo).or_default().insert(key.clone());
+        }
+        self.apps.insert(key, Arc::new(app));
+    }
+}
+
+/// A change to a ReviewApp that its live environments must follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppChanged {
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+}
+
+/// The applier's view of the cluster.
+#[derive(Clone)]
+pub struct Caches {
+    index: Arc<RwLock<Index>>,
+    prs: Store<PR>,
+    apps_synced: Arc<AtomicBool>,
+}
+
+impl Caches {
+    /// Starts the watches. `changes` receives every ReviewApp whose spec generation changed after
+    /// the initial list (and every one in the initial list), for re-rendering.
+    pub fn start(
+        client: Client,
+        namespace: Option<&str>,
+        changes: mpsc::UnboundedSender<AppChanged>,
+    ) -> Self {
+        let (apps_api, prs_api): (Api<ReviewApp>, Api<PR>) = match namespace {
+            Some(ns) => (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client, ns),
+            ),
+            None => (Api::all(client.clone()), Api::all(client)),
+        };
+        let index = Arc::new(RwLock::new(Index::default()));
+        let apps_synced = Arc::new(AtomicBool::new(false));
+        let (prs, writer) = reflector::store();
+        tokio::spawn(
+            watcher(prs_api, watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+                .for_each(|r| async move {
+                    if let Err(e) = r {
+                        tracing::warn!(error = %e, "PR watch error; retrying");
+                    }
+                }),
+        );
+        let idx = index.clone();
+        let synced = apps_synced.clone();
+        tokio::spawn(async move {
+            let mut stream = watcher(apps_api, watcher::Config::default())
+                .default_backoff()
+                .boxed();
+            let mut buffer: Vec<ReviewApp> = Vec::new();
+            let mut generations: HashMap<ObjectRef<ReviewApp>, Option<i64>> = HashMap::new();
+            while let Some(event) = stream.next().await {
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "ReviewApp watch error; retrying");
+                        continue;
+                    }
+                };
+                let mut changed: Vec<ReviewApp> = Vec::new();
+                match event {
+                    watcher::Event::Init => buffer.clear(),
+                    watcher::Event::InitApply(app) => buffer.push(app),
+                    watcher::Event::InitDone => {
+                        let mut fresh = Index::default();
+                        for app in buffer.drain(..) {
+                            changed.push(app.clone());
+                            fresh.insert(app);
+                        }
+                        if let Ok(mut guard) = idx.write() {
+                            *guard = fresh;
+                        }
+                        synced.store(true, Ordering::SeqCst);
+                    }
+                    watcher::Event::Apply(app) => {
+                        let key = ObjectRef::from_obj(&app);
+                        if generations.get(&key) != Some(&app.metadata.generation) {
+                            changed.push(app.clone());
+                        }
+                        if let Ok(mut guard) = idx.write() {
+                            guard.insert(app);
+                        }
+                    }
+                    watcher::Event::Delete(app) => {
+                        let key = ObjectRef::from_obj(&app);
+                        generations.remove(&key);
+                        if let Ok(mut guard) = idx.write() {
+                            guard.remove(&key);
+                        }
+                    }
+                }
+                for app in changed {
+                    let key = ObjectRef::from_obj(&app);
+                    generations.insert(key, app.metadata.generation);
+                    let _ = changes.send(AppChanged {
+                        namespace: app.namespace().unwrap_or_default(),
+                        name: app.name_any(),
+                        generation: app.metadata.generation,
+                    });
+                }
+            }
+        });
+        Self {
+            index,
+            prs,
+            apps_synced,
+        }
+    }
+
+    /// True once both caches have listed everything at least once.
+    pub fn is_synced(&self) -> bool {
+        self.apps_synced.load(Ordering::SeqCst) && self.prs_synced()
+    }
+
+    fn prs_synced(&self) -> bool {
+        // A Store is ready once its first list completed.
+        futures::FutureExt::now_or_never(self.prs.wait_until_ready()).is_some_and(|r| r.is_ok())
+    }
+
+    /// Waits until both caches are synced.
+    pub async fn wait_synced(&self) {
+        let _ = self.prs.wait_until_ready().await;
+        while !self.apps_synced.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The ReviewApps for a repository.
+    pub fn apps_for(&self, repo: &RepoKey) -> Vec<Arc<ReviewApp>> {
+        let Ok(guard) = self.index.read() else {
+            return Vec::new();
+        };
+        guard
+            .by_repo
+            .get(repo)
+            .map(|set| {
+                let mut apps: Vec<Arc<ReviewApp>> = set
+                    .iter()
+                    .filter_map(|k| guard.apps.get(k).cloned())
+                    .collect();
+                apps.sort_by_key(|a| (a.namespace(), a.name_any()));
+                apps
+            })
+            .unwrap_or_default()
+    }
+
+    /// One ReviewApp by namespace and name.
+    pub fn app(&self, namespace: &str, name: &str) -> Option<Arc<ReviewApp>> {
+        let guard = self.index.read().ok()?;
+        guard
+            .apps
+            .get(&ObjectRef::new(name).within(namespace))
+            .cloned()
+    }
+
+    /// The cached `PR` object, if any.
+    pub fn pr(&self, namespace: &str, name: &str) -> Option<Arc<PR>> {
+        self.prs.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Every cached `PR` object.
+    pub fn all_prs(&self) -> Vec<Arc<PR>> {
+        self.prs.state()
+    }
+
+    /// How many ReviewApps are cached.
+    pub fn app_count(&self) -> usize {
+        self.index.read().map(|g| g.apps.len()).unwrap_or(0)
+    }
+}

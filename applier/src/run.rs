@@ -1,0 +1,257 @@
+//! `kubetempura run`: the applier process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context;
+use kube::ResourceExt;
+use kubetempura_common::policy::{GroupKind, ObjectPolicy};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::cache::{AppChanged, Caches};
+use crate::consumer::{Consumer, ConsumerConfig};
+use crate::metrics::Metrics;
+use crate::reconcile::{Ctx, Trigger, event_from_pr, reconcile};
+
+/// Arguments of `kubetempura run`. Every flag has an environment fallback.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// URL of the SQS FIFO queue the webhook function writes to.
+    #[arg(long, env = "QUEUE_URL")]
+    pub queue_url: String,
+    /// Pull requests processed at once (messages of one pull request are always sequential).
+    #[arg(long, env = "KUBETEMPURA_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Field manager for server-side apply (and the Events' reporting controller).
+    #[arg(long, env = "KUBETEMPURA_FIELD_MANAGER", default_value = "kubetempura")]
+    pub field_manager: String,
+    /// Allow a cluster-scoped or privilege-bearing kind in templates (Kind.group, e.g.
+    /// ClusterRole.rbac.authorization.k8s.io). Repeatable, or comma-separated in the variable.
+    #[arg(
+        long = "allow-kind",
+        env = "KUBETEMPURA_ALLOW_KINDS",
+        value_delimiter = ',',
+        value_name = "KIND.GROUP"
+    )]
+    pub allow_kinds: Vec<GroupKind>,
+    /// Watch ReviewApps and PRs in this namespace only (default: all namespaces).
+    #[arg(long, env = "KUBETEMPURA_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of the /healthz, /readyz and /metrics server.
+    #[arg(long, env = "KUBETEMPURA_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Long-poll wait per receive, in seconds (0-20).
+    #[arg(long, env = "KUBETEMPURA_WAIT_TIME_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(i32).range(0..=20))]
+    pub wait_time_seconds: i32,
+    /// Messages per receive (1-10).
+    #[arg(long, env = "KUBETEMPURA_MAX_MESSAGES", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
+    pub max_messages: i32,
+    /// First retry delay after a transient failure, in seconds; doubles per receive.
+    #[arg(long, env = "KUBETEMPURA_RETRY_BASE_SECONDS", default_value_t = 5)]
+    pub retry_base_seconds: u64,
+    /// Longest retry delay, in seconds.
+    #[arg(long, env = "KUBETEMPURA_RETRY_MAX_SECONDS", default_value_t = 300)]
+    pub retry_max_seconds: u64,
+    /// How long a closed pull request's tombstone `PR` object is kept, in seconds.
+    #[arg(long, env = "KUBETEMPURA_TOMBSTONE_RETENTION_SECONDS", default_value_t = 7 * 24 * 3600)]
+    pub tombstone_retention_seconds: u64,
+    /// Period of the full resync of every environment against its ReviewApp, in seconds (0: off).
+    #[arg(long, env = "KUBETEMPURA_RESYNC_SECONDS", default_value_t = 600)]
+    pub resync_seconds: u64,
+    /// On SIGTERM, how long in-flight work may take before the process exits, in seconds.
+    #[arg(long, env = "KUBETEMPURA_SHUTDOWN_GRACE_SECONDS", default_value_t = 25)]
+    pub shutdown_grace_seconds: u64,
+}
+
+/// Runs the applier until SIGTERM or SIGINT.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let shutdown = CancellationToken::new();
+    let (bound, server) =
+        crate::metrics::serve(args.metrics_addr, metrics.clone(), shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
+    tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
+    let server = tokio::spawn(server);
+
+    let client = crate::kube_client::infer_client()
+        .await
+        .context("cannot build a Kubernetes client")?;
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&aws);
+
+    let (changes_tx, changes_rx) = mpsc::unbounded_channel();
+    let caches = Caches::start(client.clone(), args.namespace.as_deref(), changes_tx);
+    let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned());
+    let ctx = Arc::new(Ctx::new(
+        client,
+        caches.clone(),
+        policy,
+        args.field_manager.clone(),
+        metrics.clone(),
+    ));
+    let consumer = Arc::new(Consumer {
+        sqs,
+        config: ConsumerConfig {
+            queue_url: args.queue_url.clone(),
+            wait_time_seconds: args.wait_time_seconds,
+            max_messages: args.max_messages,
+            concurrency: usize::from(args.concurrency),
+            retry_base: Duration::from_secs(args.retry_base_seconds.max(1)),
+            retry_max: Duration::from_secs(args.retry_max_seconds.max(1)),
+        },
+        ctx: ctx.clone(),
+    });
+
+    spawn_signal_handler(shutdown.clone());
+    tokio::select! {
+        () = caches.wait_synced() => {}
+        () = shutdown.cancelled() => return Ok(()),
+    }
+    metrics.caches_synced.store(true, Ordering::SeqCst);
+    match consumer.probe().await {
+        Ok(()) => metrics.queue_ok.store(true, Ordering::SeqCst),
+        Err(e) => {
+            tracing::warn!(error = %e, queue = %args.queue_url, "the queue is not reachable yet; will keep trying")
+        }
+    }
+    tracing::info!(reviewapps = caches.app_count(), queue = %args.queue_url, "caches synced; consuming");
+
+    let maintenance = tokio::spawn(maintain(
+        ctx.clone(),
+        changes_rx,
+        args.clone(),
+        shutdown.clone(),
+    ));
+    consumer
+        .run(
+            shutdown.clone(),
+            Duration::from_secs(args.shutdown_grace_seconds),
+        )
+        .await;
+    shutdown.cancel();
+    let _ = maintenance.await;
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
+        shutdown.cancel();
+    });
+}
+
+/// Re-renders environments when their ReviewApp changes, resyncs periodically, and collects
+/// expired tombstones.
+async fn maintain(
+    ctx: Arc<Ctx>,
+    mut changes: mpsc::UnboundedReceiver<AppChanged>,
+    args: RunArgs,
+    shutdown: CancellationToken,
+) {
+    let resync = if args.resync_seconds == 0 {
+        Duration::from_secs(u64::MAX / 4)
+    } else {
+        Duration::from_secs(args.resync_seconds)
+    };
+    let mut ticker = tokio::time::interval(resync);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            Some(change) = changes.recv() => rerender_app(&ctx, Some((&change.namespace, &change.name))).await,
+            _ = ticker.tick() => {
+                rerender_app(&ctx, None).await;
+                collect_tombstones(&ctx, Duration::from_secs(args.tombstone_retention_seconds)).await;
+            }
+        }
+    }
+}
+
+/// Re-renders the live environments of one ReviewApp (or of all), from their recorded spec.
+pub async fn rerender_app(ctx: &Ctx, only: Option<(&str, &str)>) {
+    for pr in ctx.caches.all_prs() {
+        let ns = pr.namespace().unwrap_or_default();
+        if let Some((want_ns, want_name)) = only
+            && (ns != want_ns || pr.spec.review_app != want_name)
+        {
+            continue;
+        }
+        if pr.spec.closed {
+            continue;
+        }
+        let Some(app) = ctx.caches.app(&ns, &pr.spec.review_app) else {
+            continue;
+        };
+        let current = ctx.current_pr(&ns, &pr.name_any()).unwrap_or(pr);
+        let up_to_date = current.status.as_ref().and_then(|s| s.applied_generation)
+            == app.metadata.generation
+            && only.is_some();
+        if up_to_date {
+            continue;
+        }
+        let Some(event) = event_from_pr(&current) else {
+            continue;
+        };
+        match reconcile(ctx, &app, &event, Trigger::Rerender).await {
+            Ok(outcome) => {
+                tracing::info!(pr = %current.name_any(), outcome = outcome.label(), "re-rendered")
+            }
+            Err(e) => {
+                tracing::warn!(pr = %current.name_any(), error = %e, "re-render failed; the next resync retries")
+            }
+        }
+    }
+}
+
+/// Deletes tombstones older than the retention.
+async fn collect_tombstones(ctx: &Ctx, retention: Duration) {
+    let now = chrono::Utc::now();
+    for pr in ctx.caches.all_prs() {
+        let closed_at = pr
+            .status
+            .as_ref()
+            .and_then(|s| s.closed_at.as_deref())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let Some(closed_at) = closed_at else { continue };
+        if !pr.spec.closed
+            || (now - closed_at.with_timezone(&chrono::Utc))
+                .to_std()
+                .unwrap_or_default()
+                < retention
+        {
+            continue;
+        }
+        let ns = pr.namespace().unwrap_or_default();
+        let api: kube::Api<kubetempura_common::crd::PR> =
+            kube::Api::namespaced(ctx.client.clone(), &ns);
+        match api
+            .delete(&pr.name_any(), &kube::api::DeleteParams::background())
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(pr = %pr.name_any(), "tombstone collected");
+                ctx.forget(&ns, &pr.name_any());
+            }
+            Err(e) => {
+                tracing::warn!(pr = %pr.name_any(), error = %e, "collecting a tombstone failed")
+            }
+        }
+    }
+}

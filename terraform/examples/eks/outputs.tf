@@ -1,0 +1,37 @@
+output "webhook_url" {
+  description = "Payload URL of the GitHub webhook."
+  value       = module.kubetempura.webhook_url
+}
+
+output "webhook_secret" {
+  description = "Secret of the GitHub webhook (`terraform output -raw webhook_secret`)."
+  value       = module.kubetempura.webhook_secret
+  sensitive   = true
+}
+
+output "queue_url" {
+  description = "Queue URL for the applier's configuration."
+  value       = module.kubetempura.queue_url
+}
+
+output "dlq_url" {
+  description = "Dead-letter queue URL, to inspect and redrive failed events."
+  value       = module.kubetempura.dlq_url
+}
+
+output "applier_role_arn" {
+  description = "Role for the applier's service account annotation eks.amazonaws.com/role-arn."
+  value       = module.kubetempura.applier_role_arn
+}
+
+output "service_account_annotations" {
+  description = "Annotations to put on the applier's Kubernetes service account."
+  value = {
+    "eks.amazonaws.com/role-arn" = module.kubetempura.applier_role_arn
+  }
+}
+
+output "aws_region" {
+  description = "AWS_REGION of the applier's pod."
+  value       = module.kubetempura.applier_region
+}

@@ -1,0 +1,34 @@
+variable "aws_region" {
+  description = "AWS region of the EKS cluster, the queue and the webhook function."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "name" {
+  description = "Base name of the AWS resources (see the module's `name`)."
+  type        = string
+  default     = "kubetempura"
+}
+
+variable "eks_cluster_name" {
+  description = "Name of the EKS cluster the applier runs in. Its IAM OIDC provider must exist (eksctl utils associate-iam-oidc-provider, or your cluster module)."
+  type        = string
+}
+
+variable "applier_namespace" {
+  description = "Kubernetes namespace of the applier."
+  type        = string
+  default     = "kubetempura"
+}
+
+variable "applier_service_account" {
+  description = "Kubernetes service account of the applier."
+  type        = string
+  default     = "kubetempura-applier"
+}
+
+variable "alarm_sns_topic_arn" {
+  description = "SNS topic notified by the alarms; null creates them without actions."
+  type        = string
+  default     = null
+}

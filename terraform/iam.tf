@@ -1,0 +1,287 @@
+# IAM, least privilege.
+#   function: sqs:SendMessage on the event queue, secretsmanager:GetSecretValue on the webhook
+#             secret, its own log streams; KMS only for customer managed keys, only via the
+#             service that uses the key.
+#   applier:  the four consumer actions on the event queue (+ kms:Decrypt via SQS with a
+#             customer managed key). It never touches the dead-letter queue: redriving is an
+#             operator's action.
+# Every resource is named by ARN; the only wildcard is the log-stream part of the function's
+# own log group ARN.
+
+# ---------------------------------------------------------------------------------------------
+# The function's role
+
+data "aws_iam_policy_document" "webhook_assume" {
+  statement {
+    sid     = "LambdaAssumesRole"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+resource "aws_iam_role" "webhook" {
+  name                 = local.function_name
+  description          = "kubetempura ${var.name}: the webhook function (enqueue events, read the webhook secret, write logs)."
+  assume_role_policy   = data.aws_iam_policy_document.webhook_assume.json
+  permissions_boundary = var.iam_permissions_boundary_arn
+
+  tags = local.tags
+}
+
+data "aws_iam_policy_document" "webhook" {
+  statement {
+    sid       = "SendEvents"
+    actions   = ["sqs:SendMessage"]
+    resources = [aws_sqs_queue.events.arn]
+  }
+
+  statement {
+    sid       = "ReadWebhookSecret"
+    actions   = ["secretsmanager:GetSecretValue"]
+    resources = [local.secret_arn]
+  }
+
+  statement {
+    sid       = "WriteOwnLogs"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.webhook.arn}:*"]
+  }
+
+  # SendMessage to a queue encrypted with a customer managed key needs a data key.
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "EncryptEventsViaSqs"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["sqs.${local.region}.${local.dns_suffix}"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = local.secret_kms_key_arn == null ? [] : [local.secret_kms_key_arn]
+    content {
+      sid       = "DecryptSecretViaSecretsManager"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["secretsmanager.${local.region}.${local.dns_suffix}"]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "webhook" {
+  name   = "webhook"
+  role   = aws_iam_role.webhook.id
+  policy = data.aws_iam_policy_document.webhook.json
+}
+
+# ---------------------------------------------------------------------------------------------
+# The applier's permissions (shared by the role and the discouraged IAM user)
+
+data "aws_iam_policy_document" "applier" {
+  statement {
+    sid = "ConsumeEvents"
+    actions = [
+      "sqs:ReceiveMessage",
+      "sqs:DeleteMessage",
+      "sqs:ChangeMessageVisibility",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [aws_sqs_queue.events.arn]
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    content {
+      sid       = "DecryptEventsViaSqs"
+      actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["sqs.${local.region}.${local.dns_suffix}"]
+      }
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# The applier's role and who may assume it
+
+# Any other cluster (GKE, ...): its service-account token issuer, registered with IAM.
+resource "aws_iam_openid_connect_provider" "applier" {
+  count = local.applier_oidc_enabled && var.applier_oidc_create_provider ? 1 : 0
+
+  url            = var.applier_oidc_issuer_url
+  client_id_list = [var.applier_oidc_audience]
+  # Null (not []) when none are given: IAM then computes them, and an empty list would show a
+  # difference on every plan.
+  thumbprint_list = length(var.applier_oidc_thumbprints) > 0 ? var.applier_oidc_thumbprints : null
+
+  tags = local.tags
+}
+
+data "aws_iam_policy_document" "applier_assume" {
+  # EKS IRSA: the cluster's OIDC provider, one service account, audience sts.amazonaws.com.
+  dynamic "statement" {
+    for_each = local.applier_irsa_enabled ? [var.applier_irsa_oidc_provider_arn] : []
+    content {
+      sid     = "EksIrsa"
+      actions = ["sts:AssumeRoleWithWebIdentity"]
+
+      principals {
+        type        = "Federated"
+        identifiers = [statement.value]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "${local.applier_irsa_issuer}:sub"
+        values   = [local.applier_k8s_subject]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "${local.applier_irsa_issuer}:aud"
+        values   = ["sts.amazonaws.com"]
+      }
+    }
+  }
+
+  # EKS Pod Identity: the EKS Auth service assumes the role and tags the session with the
+  # cluster, namespace and service account, which the conditions pin.
+  dynamic "statement" {
+    for_each = local.applier_pod_identity_enabled ? [var.applier_pod_identity_cluster_name] : []
+    content {
+      sid     = "EksPodIdentity"
+      actions = ["sts:AssumeRole", "sts:TagSession"]
+
+      principals {
+        type        = "Service"
+        identifiers = ["pods.eks.amazonaws.com"]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:SourceAccount"
+        values   = [local.account_id]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:RequestTag/eks-cluster-name"
+        values   = [statement.value]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:RequestTag/kubernetes-namespace"
+        values   = [var.applier_namespace]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "aws:RequestTag/kubernetes-service-account"
+        values   = [var.applier_service_account]
+      }
+    }
+  }
+
+  # Web identity federation with any other OIDC issuer (GKE and other clusters).
+  dynamic "statement" {
+    for_each = local.applier_oidc_enabled ? [local.applier_oidc_provider_arn] : []
+    content {
+      sid     = "OidcWebIdentity"
+      actions = ["sts:AssumeRoleWithWebIdentity"]
+
+      principals {
+        type        = "Federated"
+        identifiers = [statement.value]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "${local.applier_oidc_issuer}:sub"
+        values   = [local.applier_oidc_subject]
+      }
+
+      condition {
+        test     = "StringEquals"
+        variable = "${local.applier_oidc_issuer}:aud"
+        values   = [var.applier_oidc_audience]
+      }
+    }
+  }
+}
+
+resource "aws_iam_role" "applier" {
+  count = local.create_applier_role ? 1 : 0
+
+  name                 = "${var.name}-applier"
+  description          = "kubetempura ${var.name}: the in-cluster applier (consume the event queue)."
+  assume_role_policy   = data.aws_iam_policy_document.applier_assume.json
+  permissions_boundary = var.iam_permissions_boundary_arn
+
+  tags = local.tags
+}
+
+resource "aws_iam_role_policy" "applier" {
+  count = local.create_applier_role ? 1 : 0
+
+  name   = "consume-events"
+  role   = aws_iam_role.applier[0].id
+  policy = data.aws_iam_policy_document.applier.json
+}
+
+resource "aws_eks_pod_identity_association" "applier" {
+  count = local.applier_pod_identity_enabled && var.applier_pod_identity_create_association ? 1 : 0
+
+  cluster_name    = var.applier_pod_identity_cluster_name
+  namespace       = var.applier_namespace
+  service_account = var.applier_service_account
+  role_arn        = aws_iam_role.applier[0].arn
+
+  tags = local.tags
+}
+
+# ---------------------------------------------------------------------------------------------
+# DISCOURAGED, off by default: an IAM user with a long-lived access key, for a cluster that can
+# federate no identity. Prefer any option above.
+
+resource "aws_iam_user" "applier" {
+  count = var.create_applier_user ? 1 : 0
+
+  name                 = "${var.name}-applier"
+  permissions_boundary = var.iam_permissions_boundary_arn
+
+  tags = local.tags
+}
+
+resource "aws_iam_user_policy" "applier" {
+  count = var.create_applier_user ? 1 : 0
+
+  name   = "consume-events"
+  user   = aws_iam_user.applier[0].name
+  policy = data.aws_iam_policy_document.applier.json
+}
+
+resource "aws_iam_access_key" "applier" {
+  count = var.create_applier_user ? 1 : 0
+
+  user = aws_iam_user.applier[0].name
+}

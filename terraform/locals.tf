@@ -1,0 +1,72 @@
+data "aws_caller_identity" "current" {}
+
+data "aws_partition" "current" {}
+
+data "aws_region" "current" {}
+
+locals {
+  tags = merge({ app = "kubetempura" }, var.tags)
+
+  account_id = data.aws_caller_identity.current.account_id
+  partition  = data.aws_partition.current.partition
+  dns_suffix = data.aws_partition.current.dns_suffix
+  region     = data.aws_region.current.region
+
+  # FIFO queue names must end in ".fifo"; the variable takes the base name.
+  queue_base_name = coalesce(var.queue_name, "${var.name}-events")
+  queue_name      = "${local.queue_base_name}.fifo"
+  dlq_name        = "${local.queue_base_name}-dlq.fifo"
+
+  function_name = "${var.name}-webhook"
+  # Where `cargo lambda build --release --arm64 --output-format zip` (run at the repository root)
+  # writes the package. A variable default cannot use path.module, hence the null default.
+  lambda_zip_path = coalesce(var.lambda_zip_path, "${path.module}/../target/lambda/webhook/bootstrap.zip")
+
+  use_api_gateway = var.endpoint_type == "api_gateway"
+
+  # The webhook secret: generated here, or an existing one given by ARN.
+  create_secret      = var.webhook_secret_arn == null
+  secret_arn         = local.create_secret ? aws_secretsmanager_secret.webhook[0].arn : var.webhook_secret_arn
+  secret_kms_key_arn = local.create_secret ? var.kms_key_arn : var.webhook_secret_kms_key_arn
+
+  # The function's environment. These names are read by functions/webhook/src/config.rs
+  # (ENV_VARS); tests/test_structure.py fails if either side renames one. WEBHOOK_SECRET (the
+  # plaintext secret, for local runs) is deliberately absent: the function gets the ARN only.
+  function_environment_required = {
+    QUEUE_URL          = aws_sqs_queue.events.url
+    WEBHOOK_SECRET_ARN = local.secret_arn
+  }
+  function_environment_optional = {
+    MAX_BODY_BYTES = var.max_body_bytes == null ? null : tostring(var.max_body_bytes)
+  }
+  function_environment = merge(
+    local.function_environment_required,
+    { for k, v in local.function_environment_optional : k => v if v != null },
+  )
+
+  # The applier's trust options.
+  applier_k8s_subject  = "system:serviceaccount:${var.applier_namespace}:${var.applier_service_account}"
+  applier_irsa_enabled = var.applier_irsa_oidc_provider_arn != null
+  # IAM condition keys of an OIDC provider are "<issuer host and path>:<claim>".
+  applier_irsa_issuer          = local.applier_irsa_enabled ? split("oidc-provider/", var.applier_irsa_oidc_provider_arn)[1] : null
+  applier_pod_identity_enabled = var.applier_pod_identity_cluster_name != null
+  applier_oidc_enabled         = var.applier_oidc_issuer_url != null
+  applier_oidc_issuer          = local.applier_oidc_enabled ? trimprefix(var.applier_oidc_issuer_url, "https://") : null
+  applier_oidc_provider_arn = !local.applier_oidc_enabled ? null : (
+    var.applier_oidc_create_provider
+    ? aws_iam_openid_connect_provider.applier[0].arn
+    : "arn:${local.partition}:iam::${local.account_id}:oidc-provider/${local.applier_oidc_issuer}"
+  )
+  applier_oidc_subject = coalesce(var.applier_oidc_subject, local.applier_k8s_subject)
+  create_applier_role  = local.applier_irsa_enabled || local.applier_pod_identity_enabled || local.applier_oidc_enabled
+
+  # Alarm notifications: none when no topic is given (the alarms still exist and show state).
+  alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+}
+
+check "applier_has_an_identity" {
+  assert {
+    condition     = local.create_applier_role || var.create_applier_user
+    error_message = "No applier identity is configured: set applier_irsa_oidc_provider_arn, applier_pod_identity_cluster_name or applier_oidc_issuer_url (or, discouraged, create_applier_user) so the in-cluster applier can read the queue."
+  }
+}

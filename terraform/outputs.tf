@@ -1,0 +1,82 @@
+output "webhook_url" {
+  description = "URL to enter as the GitHub webhook's Payload URL (content type application/json, event \"Pull requests\"): the function URL, or the API Gateway endpoint with endpoint_type = api_gateway."
+  value       = local.use_api_gateway ? "${aws_apigatewayv2_api.webhook[0].api_endpoint}/" : aws_lambda_function_url.webhook[0].function_url
+}
+
+output "function_name" {
+  description = "Name of the webhook Lambda function."
+  value       = aws_lambda_function.webhook.function_name
+}
+
+output "function_arn" {
+  description = "ARN of the webhook Lambda function."
+  value       = aws_lambda_function.webhook.arn
+}
+
+output "function_log_group_name" {
+  description = "CloudWatch log group of the webhook function."
+  value       = aws_cloudwatch_log_group.webhook.name
+}
+
+output "api_gateway_id" {
+  description = "ID of the API Gateway HTTP API (to map a custom domain onto), or null with endpoint_type = function_url."
+  value       = local.use_api_gateway ? aws_apigatewayv2_api.webhook[0].id : null
+}
+
+output "queue_url" {
+  description = "URL of the SQS FIFO event queue: the applier's queue setting."
+  value       = aws_sqs_queue.events.url
+}
+
+output "queue_arn" {
+  description = "ARN of the SQS FIFO event queue."
+  value       = aws_sqs_queue.events.arn
+}
+
+output "dlq_url" {
+  description = "URL of the FIFO dead-letter queue (inspect and redrive failed events from here)."
+  value       = aws_sqs_queue.dlq.url
+}
+
+output "dlq_arn" {
+  description = "ARN of the FIFO dead-letter queue."
+  value       = aws_sqs_queue.dlq.arn
+}
+
+output "applier_role_arn" {
+  description = "ARN of the applier's IAM role (annotate the service account with it for IRSA, or set AWS_ROLE_ARN for web identity), or null when no trust option is set."
+  value       = local.create_applier_role ? aws_iam_role.applier[0].arn : null
+}
+
+output "applier_oidc_provider_arn" {
+  description = "ARN of the IAM OIDC provider the applier role trusts for web identity federation (created or derived), or null when applier_oidc_issuer_url is not set."
+  value       = local.applier_oidc_provider_arn
+}
+
+output "applier_region" {
+  description = "AWS region of the queue, for the applier's AWS_REGION."
+  value       = local.region
+}
+
+output "webhook_secret_arn" {
+  description = "ARN of the Secrets Manager secret holding the webhook secret(s) (the function's WEBHOOK_SECRET_ARN)."
+  value       = local.secret_arn
+}
+
+output "webhook_secret" {
+  description = "The generated webhook secret, to paste into the GitHub webhook's Secret field (`terraform output -raw webhook_secret`). Null when webhook_secret_arn was given."
+  value       = local.create_secret ? random_password.webhook[0].result : null
+  sensitive   = true
+}
+
+output "applier_access_key_id" {
+  description = "DISCOURAGED fallback: access key ID of the applier IAM user, only with create_applier_user = true (else null)."
+  value       = var.create_applier_user ? aws_iam_access_key.applier[0].id : null
+  sensitive   = true
+}
+
+output "applier_secret_access_key" {
+  description = "DISCOURAGED fallback: secret access key of the applier IAM user, only with create_applier_user = true (else null). Store it in a Kubernetes Secret and rotate it by hand."
+  value       = var.create_applier_user ? aws_iam_access_key.applier[0].secret : null
+  sensitive   = true
+}
