@@ -7,10 +7,12 @@
 //!   function URL.
 //! - [`tools`]: where the pinned tools installed by `make deps` live.
 
+pub mod applier;
 pub mod github;
 pub mod lambda;
 pub mod process;
 pub mod sqs;
+pub mod stack;
 pub mod tools;
 
 use std::future::Future;
