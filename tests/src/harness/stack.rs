@@ -38,6 +38,9 @@ pub struct StackOptions {
     pub applier_args: Vec<String>,
     pub max_receive_count: u32,
     pub visibility_timeout_secs: u32,
+    /// Use this cluster instead of starting the stand-in (a real cluster for the demo or the
+    /// `KUBECONFIG`-gated suite).
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Default for StackOptions {
@@ -55,6 +58,7 @@ impl Default for StackOptions {
             ],
             max_receive_count: 5,
             visibility_timeout_secs: 30,
+            kubeconfig: None,
         }
     }
 }
@@ -63,7 +67,9 @@ impl Default for StackOptions {
 pub struct Stack {
     pub applier: Option<ApplierProcess>,
     pub function: Option<WebhookFunction>,
-    pub kube: StandIn,
+    /// The stand-in, unless a real cluster was given.
+    pub kube: Option<StandIn>,
+    pub kubeconfig: PathBuf,
     pub client: Client,
     pub queues: Queues,
     pub sqs: SqsEmulator,
@@ -78,10 +84,28 @@ pub fn workspace_file(rel: &str) -> PathBuf {
 impl Stack {
     /// Starts everything `options` asks for.
     pub async fn start(options: StackOptions) -> Self {
-        let kube = StandIn::start_loopback().await.expect("start kube-standin");
-        let mut config = kube.kube_config().expect("kube config");
-        config.default_retry = false;
-        let client = Client::try_from(config).expect("kube client");
+        let (kube, kubeconfig, client) = match &options.kubeconfig {
+            Some(path) => {
+                let kc = kube::config::Kubeconfig::read_from(path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                (
+                    None,
+                    path.clone(),
+                    Client::try_from(config).expect("kube client"),
+                )
+            }
+            None => {
+                let kube = StandIn::start_loopback().await.expect("start kube-standin");
+                let mut config = kube.kube_config().expect("kube config");
+                config.default_retry = false;
+                let client = Client::try_from(config).expect("kube client");
+                let path = kube.kubeconfig_path().expect("kubeconfig");
+                (Some(kube), path, client)
+            }
+        };
         apply_file(&client, &workspace_file("infra/crds/crds.yaml")).await;
         for m in &options.manifests {
             apply_file(&client, m).await;
@@ -106,6 +130,7 @@ impl Stack {
             applier: None,
             function,
             kube,
+            kubeconfig,
             client,
             queues,
             sqs,
@@ -119,15 +144,21 @@ impl Stack {
 
     /// Starts (or restarts) the applier.
     pub async fn start_applier(&mut self) {
-        let kubeconfig = self.kube.kubeconfig_path().expect("kubeconfig");
         let applier = ApplierProcess::start(
             &self.queues.url,
-            &kubeconfig,
+            &self.kubeconfig,
             &self.sqs.env(),
             &self.options.applier_args,
         )
         .await;
         self.applier = Some(applier);
+    }
+
+    /// The stand-in (panics when the stack runs against a real cluster).
+    pub fn standin(&self) -> &StandIn {
+        self.kube
+            .as_ref()
+            .expect("this stack runs against kube-standin")
     }
 
     /// The running applier.
