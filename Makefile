@@ -48,6 +48,7 @@ lint: ## Clippy with warnings denied
 
 .PHONY: test-rust
 test-rust: deps ## All Rust tests (unit, property, stand-in conformance, end to end)
+	$(CARGO) build --quiet --locked --bins --workspace
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
 
 .PHONY: test
@@ -70,9 +71,9 @@ lambda: $(VENV)/.installed ## Build the webhook function's bootstrap.zip (ARCH=a
 # Demo.
 
 .PHONY: demo
-demo: ## Render the shared sample ReviewApp for PR 123 (the end-to-end demo replaces this)
-	$(CARGO) run --quiet -p kubetempura-applier -- render -f infra/examples/reviewapp-sample.yaml \
-	  --pr 123 --sha 32f7bfe8b7279912ce1eb6dfb6653ee297936cf7
+demo: $(VENV)/.installed ## The whole system on loopback: play the walkthrough with signed deliveries (DEMO_KUBECONFIG=path for a real cluster)
+	$(CARGO) build --quiet --bins -p kubetempura-applier -p kubetempura-webhook -p kubetempura-tests
+	target/debug/kubetempura-demo
 
 -include terraform/terraform.mk
 -include infra/infra.mk

@@ -1,2 +1,3 @@
+pub mod demo;
 pub mod harness;
 pub mod standin;

@@ -15,18 +15,17 @@ pub fn kubetempura_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> -> target/<profile>/kubetempura
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| tools::workspace_root().join("target/debug"));
-    let bin = dir.join("kubetempura");
-    assert!(
-        bin.is_file(),
-        "{} not found: build it with `cargo build -p kubetempura-applier` (make test does)",
-        bin.display()
-    );
+    // Beside a binary (target/<profile>/kubetempura-demo) or one level up from a test
+    // (target/<profile>/deps/<test>).
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("kubetempura"))
+        .collect();
+    let bin = candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!("kubetempura not found at {candidates:?}: build it with `cargo build -p kubetempura-applier` (make test and make demo do)")
+    });
     bin
 }
 

@@ -51,11 +51,10 @@ impl WebhookFunction {
         wait_for(
             "the webhook function under cargo lambda watch",
             Duration::from_secs(300),
+            // A short timeout: an invoke sent while the function is still starting can be lost
+            // by the emulator; the next attempt then reaches the running function.
             || {
-                let req = client
-                    .post(&url)
-                    .body("{}")
-                    .timeout(Duration::from_secs(60));
+                let req = client.post(&url).body("{}").timeout(Duration::from_secs(5));
                 async move {
                     req.send()
                         .await
