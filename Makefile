@@ -51,6 +51,12 @@ test-rust: deps ## All Rust tests (unit, property, stand-in conformance, end to 
 	$(CARGO) build --quiet --locked --bins --workspace
 	$(CARGO) nextest run --workspace --locked --no-fail-fast
 
+.PHONY: test-real-cluster
+test-real-cluster: deps ## The end-to-end walkthrough against KUBETEMPURA_E2E_KUBECONFIG (a real cluster)
+	@test -n "$${KUBETEMPURA_E2E_KUBECONFIG:-}" || { echo "set KUBETEMPURA_E2E_KUBECONFIG to a real cluster's kubeconfig"; exit 2; }
+	$(CARGO) build --quiet --locked --bins --workspace
+	$(CARGO) nextest run -p kubetempura-tests --test walkthrough_e2e --run-ignored ignored-only
+
 .PHONY: test
 test: deps fmt-check lint test-rust test-terraform test-infra ## Everything CI runs
 

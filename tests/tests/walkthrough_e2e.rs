@@ -207,3 +207,27 @@ async fn the_istio_reviewapp_walkthrough_applies_a_crd_kind_end_to_end() {
         .unwrap();
     assert_eq!(vs.data["spec"]["hosts"][0], "pr124.review-app.example");
 }
+
+/// The same walkthrough against a real cluster (kind, k3d, GKE, EKS …): set
+/// `KUBETEMPURA_E2E_KUBECONFIG` and run `make test-real-cluster`. The CRDs and the sample
+/// ReviewApp are applied to that cluster's `default` namespace.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs a real cluster: set KUBETEMPURA_E2E_KUBECONFIG and run `make test-real-cluster`"]
+async fn the_sample_reviewapp_walkthrough_runs_against_a_real_cluster() {
+    let kubeconfig = std::env::var_os("KUBETEMPURA_E2E_KUBECONFIG")
+        .expect("KUBETEMPURA_E2E_KUBECONFIG must name a kubeconfig");
+    let stack = Stack::start(StackOptions {
+        queue: "walkthrough-real".into(),
+        manifests: vec![workspace_file("infra/examples/reviewapp-sample.yaml")],
+        kubeconfig: Some(kubeconfig.into()),
+        ..StackOptions::default()
+    })
+    .await;
+    play_walkthrough(&stack, &[]).await;
+    // Leave the cluster as it was: PR 124's environment and both PR objects.
+    let prs: kube::Api<kubetempura_common::crd::PR> =
+        kube::Api::namespaced(stack.client.clone(), "default");
+    for name in ["reviewapp-sample-pr123", "reviewapp-sample-pr124"] {
+        let _ = prs.delete(name, &Default::default()).await;
+    }
+}

@@ -129,3 +129,38 @@ async fn a_queue_that_is_down_gives_503_so_github_can_redeliver() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_from_secrets_manager_are_fetched_at_cold_start_and_rotation_works() {
+    let sqs = SqsEmulator::start().await;
+    let queues = sqs.create_fifo_with_dlq("webhook-secret-arn", 3, 30).await;
+    let sm = aws_sdk_secretsmanager::Client::new(
+        &kubetempura_tests::harness::sqs::sdk_config(&sqs.endpoint).await,
+    );
+    let created = sm
+        .create_secret()
+        .name("kubetempura/webhook")
+        .secret_string(r#"{"secrets": ["new-secret", "old-secret"]}"#)
+        .send()
+        .await
+        .unwrap();
+    let arn = created.arn().unwrap().to_owned();
+    let mut env = sqs.env();
+    env.push(("QUEUE_URL".into(), queues.url.clone()));
+    env.push(("WEBHOOK_SECRET_ARN".into(), arn));
+    let function = WebhookFunction::start(&env).await;
+    let body = opened_example();
+    for (secret, delivery, want) in [
+        ("new-secret", "d-new", 202),
+        ("old-secret", "d-old", 202),
+        ("not-the-secret", "d-bad", 401),
+    ] {
+        let (status, reply) =
+            post_delivery(&function.url, secret, "pull_request", delivery, &body).await;
+        assert_eq!(status, want, "{secret}: {reply}\n{}", function.output());
+    }
+    assert!(
+        !function.output().contains("new-secret"),
+        "the secret was logged"
+    );
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 
 use super::process::ChildGuard;
-use super::{free_port, tools, wait_for};
+use super::{free_port, wait_for};
 
 /// The `kubetempura` binary built beside the test binaries (override with `KUBETEMPURA_BIN`).
 pub fn kubetempura_bin() -> PathBuf {
