@@ -232,3 +232,54 @@ pub async fn run(args: &SendEventArgs, out: &mut dyn Write) -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubetempura_common::event::{Normalized, PrAction, normalize};
+
+    #[test]
+    fn synthetic_deliveries_normalise_like_githubs() {
+        let mut d = Delivery::new(
+            "https://github.com/Mercari/not-exists.git",
+            123,
+            "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7",
+            "closed",
+        );
+        d.merged = true;
+        d.labels = vec!["preview".into()];
+        d.fork = true;
+        let Normalized::Event(e) =
+            normalize("pull_request", "d", &d.payload().unwrap(), Utc::now()).unwrap()
+        else {
+            panic!("ignored")
+        };
+        assert_eq!(e.action, PrAction::Closed);
+        assert!(e.merged && e.fork);
+        assert_eq!(e.repository.full_name, "Mercari/not-exists");
+        assert_eq!(
+            e.repository.html_url,
+            "https://github.com/Mercari/not-exists"
+        );
+        assert_eq!(e.message_group_id(), "Mercari/not-exists#123");
+        assert_eq!(e.labels, ["preview"]);
+        assert_eq!(e.head_repository.as_deref(), Some("octocat/not-exists"));
+    }
+
+    #[test]
+    fn delivery_ids_look_like_uuids_and_differ() {
+        let (a, b) = (new_delivery_id(), new_delivery_id());
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.matches('-').count(), 4);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn bad_repositories_are_refused() {
+        assert!(
+            Delivery::new("not a url", 1, "0", "opened")
+                .payload()
+                .is_err()
+        );
+    }
+}
