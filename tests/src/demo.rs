@@ -4,18 +4,11 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use chrono::{Duration as Minutes, Utc};
 use kube::ResourceExt;
 use kube::api::Api;
-use kubetempura_applier::send_event::Delivery;
-use kubetempura_common::crd::{PR, Phase};
+use kubetempura_common::crd::PR;
 
 use crate::harness::stack::{Stack, StackOptions, workspace_file};
-
-/// Repository of the sample ReviewApp.
-pub const REPO: &str = "https://github.com/mercari/not-exists";
-const SHA_1: &str = "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7";
-const SHA_2: &str = "d0451ad4d774c8fbc843d3251530dcabb3c635a9";
 
 /// Demo settings.
 #[derive(Debug, Clone, clap::Parser)]
@@ -158,14 +151,6 @@ pub async fn print_cluster(stack: &Stack) {
     }
 }
 
-fn delivery(pr: u64, sha: &str, action: &str, minute: i64) -> Delivery {
-    let mut d = Delivery::new(REPO, pr, sha, action);
-    d.branch = format!("feature/pr-{pr}");
-    d.author = "octocat".into();
-    d.updated_at = Utc::now() + Minutes::minutes(minute);
-    d
-}
-
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let reviewapp = if args.reviewapp.is_absolute() {
@@ -203,78 +188,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         stack.applier().metrics_url
     );
 
-    step("1. PR 123 is opened at 32f7bfe (signed pull_request delivery, action opened)");
-    stack
-        .deliver(
-            &delivery(123, SHA_1, "opened", 0),
-            &format!("demo-{}-1", std::process::id()),
-        )
-        .await;
-    stack
-        .wait_deployment_image(
-            "default",
-            "reviewapp-sample-pr123",
-            "ghcr.io/stefanprodan/podinfo:pr123-32f7bfe",
-        )
-        .await;
-    stack
-        .wait_pr_phase("default", "reviewapp-sample-pr123", Phase::Applied)
-        .await;
-    print_cluster(&stack).await;
+    crate::walkthrough::play(&stack, &[], async |i| {
+        step(crate::walkthrough::STEPS[i]);
+        print_cluster(&stack).await;
+    })
+    .await;
 
-    step("2. PR 124 is opened");
-    stack
-        .deliver(
-            &delivery(124, SHA_1, "opened", 1),
-            &format!("demo-{}-2", std::process::id()),
-        )
-        .await;
-    stack
-        .wait_deployment_image(
-            "default",
-            "reviewapp-sample-pr124",
-            "ghcr.io/stefanprodan/podinfo:pr124-32f7bfe",
-        )
-        .await;
-    stack
-        .wait_pr_phase("default", "reviewapp-sample-pr124", Phase::Applied)
-        .await;
-    print_cluster(&stack).await;
-
-    step("3. A new commit d0451ad is pushed to PR 123 (action synchronize)");
-    stack
-        .deliver(
-            &delivery(123, SHA_2, "synchronize", 2),
-            &format!("demo-{}-3", std::process::id()),
-        )
-        .await;
-    stack
-        .wait_deployment_image(
-            "default",
-            "reviewapp-sample-pr123",
-            "ghcr.io/stefanprodan/podinfo:pr123-d0451ad",
-        )
-        .await;
-    print_cluster(&stack).await;
-
-    step("4. PR 123 is merged (action closed, merged true)");
-    let mut merged = delivery(123, SHA_2, "closed", 3);
-    merged.merged = true;
-    stack
-        .deliver(&merged, &format!("demo-{}-4", std::process::id()))
-        .await;
-    stack
-        .wait_gone("apps/v1", "Deployment", "default", "reviewapp-sample-pr123")
-        .await;
-    stack
-        .wait_gone("v1", "Service", "default", "reviewapp-sample-pr123")
-        .await;
-    stack
-        .wait_pr_phase("default", "reviewapp-sample-pr123", Phase::Closed)
-        .await;
-    print_cluster(&stack).await;
-
-    stack.wait_queue_drained().await;
     let m = stack.applier().metrics().await;
     let get = |s: &str| crate::harness::applier::parse_metric(&m, s);
     println!(

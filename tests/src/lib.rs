@@ -1,3 +1,4 @@
 pub mod demo;
 pub mod harness;
 pub mod standin;
+pub mod walkthrough;

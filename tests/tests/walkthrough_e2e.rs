@@ -5,145 +5,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use chrono::{Duration as Minutes, TimeZone, Utc};
-use kubetempura_applier::send_event::Delivery;
-use kubetempura_common::crd::Phase;
 use kubetempura_tests::harness::stack::{Stack, StackOptions, workspace_file};
-
-const REPO: &str = "https://github.com/mercari/not-exists";
-const SHA_1: &str = "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7";
-const SHA_2: &str = "d0451ad4d774c8fbc843d3251530dcabb3c635a9";
-
-fn delivery(pr: u64, sha: &str, action: &str, minute: i64) -> Delivery {
-    let mut d = Delivery::new(REPO, pr, sha, action);
-    d.branch = format!("feature-{pr}");
-    d.updated_at = Utc.with_ymd_and_hms(2026, 11, 26, 9, 0, 0).unwrap() + Minutes::minutes(minute);
-    d
-}
+use kubetempura_tests::walkthrough::play;
 
 async fn play_walkthrough(stack: &Stack, extra_kinds: &[(&str, &str)]) {
-    // 1. PR 123 is opened.
-    stack
-        .deliver(&delivery(123, SHA_1, "opened", 0), "d-1")
-        .await;
-    stack
-        .wait_deployment_image(
-            "default",
-            "reviewapp-sample-pr123",
-            "ghcr.io/stefanprodan/podinfo:pr123-32f7bfe",
-        )
-        .await;
-    stack
-        .wait_object(
-            "Service pr123",
-            "v1",
-            "Service",
-            "default",
-            "reviewapp-sample-pr123",
-            |o| o.is_some(),
-        )
-        .await;
-    for (api_version, kind) in extra_kinds {
-        stack
-            .wait_object(
-                &format!("{kind} pr123"),
-                api_version,
-                kind,
-                "default",
-                "reviewapp-sample-pr123",
-                |o| o.is_some(),
-            )
-            .await;
-    }
-    let pr = stack
-        .wait_pr_phase("default", "reviewapp-sample-pr123", Phase::Applied)
-        .await;
-    assert_eq!(
-        pr.status.as_ref().unwrap().commit_short.as_deref(),
-        Some("32f7bfe")
-    );
-    assert_eq!(
-        pr.status.as_ref().unwrap().inventory.len(),
-        2 + extra_kinds.len()
-    );
-
-    // 2. PR 124 is opened beside it.
-    stack
-        .deliver(&delivery(124, SHA_1, "opened", 1), "d-2")
-        .await;
-    stack
-        .wait_deployment_image(
-            "default",
-            "reviewapp-sample-pr124",
-            "ghcr.io/stefanprodan/podinfo:pr124-32f7bfe",
-        )
-        .await;
-    stack
-        .wait_object(
-            "Service pr124",
-            "v1",
-            "Service",
-            "default",
-            "reviewapp-sample-pr124",
-            |o| o.is_some(),
-        )
-        .await;
-
-    // 3. A new commit is pushed to PR 123.
-    stack
-        .deliver(&delivery(123, SHA_2, "synchronize", 2), "d-3")
-        .await;
-    stack
-        .wait_deployment_image(
-            "default",
-            "reviewapp-sample-pr123",
-            "ghcr.io/stefanprodan/podinfo:pr123-d0451ad",
-        )
-        .await;
-
-    // 4. PR 123 is merged: everything created for it is gone; PR 124's objects remain.
-    let mut merged = delivery(123, SHA_2, "closed", 3);
-    merged.merged = true;
-    stack.deliver(&merged, "d-4").await;
-    stack
-        .wait_gone("apps/v1", "Deployment", "default", "reviewapp-sample-pr123")
-        .await;
-    stack
-        .wait_gone("v1", "Service", "default", "reviewapp-sample-pr123")
-        .await;
-    for (api_version, kind) in extra_kinds {
-        stack
-            .wait_gone(api_version, kind, "default", "reviewapp-sample-pr123")
-            .await;
-    }
-    let tombstone = stack
-        .wait_pr_phase("default", "reviewapp-sample-pr123", Phase::Closed)
-        .await;
-    assert!(tombstone.status.unwrap().inventory.is_empty());
-    assert_eq!(
-        stack.names("apps/v1", "Deployment", "default").await,
-        ["reviewapp-sample-pr124"]
-    );
-    assert_eq!(
-        stack.names("v1", "Service", "default").await,
-        ["reviewapp-sample-pr124"]
-    );
-    stack
-        .wait_deployment_image(
-            "default",
-            "reviewapp-sample-pr124",
-            "ghcr.io/stefanprodan/podinfo:pr124-32f7bfe",
-        )
-        .await;
-    for (api_version, kind) in extra_kinds {
-        assert_eq!(
-            stack.names(api_version, kind, "default").await,
-            ["reviewapp-sample-pr124"]
-        );
-    }
-
-    // Every message was acknowledged; the labels and owner references are in place.
-    stack.wait_queue_drained().await;
+    play(stack, extra_kinds, async |_| {}).await;
+    // The labels and owner references are in place on what remains.
     let dep = stack
         .api("apps/v1", "Deployment", "default")
         .await
@@ -155,12 +22,13 @@ async fn play_walkthrough(stack: &Stack, extra_kinds: &[(&str, &str)]) {
         "kubetempura"
     );
     assert_eq!(
-        dep.metadata.owner_references.as_ref().unwrap()[0].name,
-        "reviewapp-sample-pr124"
+        dep.metadata.labels.as_ref().unwrap()["kubetempura.mercari.com/pr"],
+        "124"
     );
+    let owner = &dep.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
-        dep.metadata.owner_references.as_ref().unwrap()[0].kind,
-        "PR"
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("PR", "reviewapp-sample-pr124")
     );
 }
 
