@@ -201,6 +201,16 @@ impl Registry {
                 true,
             ),
             builtin(
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
+                true,
+                &["netpol"],
+                false,
+                false,
+            ),
+            builtin(
                 "rbac.authorization.k8s.io",
                 "v1",
                 "Role",
