@@ -92,6 +92,17 @@ pub fn group_in_order(messages: Vec<Message>) -> Vec<Vec<Message>> {
         .collect()
 }
 
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Processed {
+    /// Its work is done and it was deleted.
+    Acknowledged,
+    /// A transient failure: it returns to the queue after a backoff; its group stops here.
+    Retry,
+    /// Not a kubetempura event: released towards the dead-letter queue.
+    Poison,
+}
+
 /// The consumer.
 pub struct Consumer {
     pub sqs: aws_sdk_sqs::Client,
@@ -176,8 +187,9 @@ impl Consumer {
                 };
                 let Ok(permit) = permit else { break };
                 let this = self.clone();
+                let shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    this.process_group(group).await;
+                    this.process_group(group, &shutdown).await;
                     drop(permit);
                 });
             }
@@ -196,23 +208,34 @@ impl Consumer {
         }
     }
 
-    /// Processes one group's messages in order; on a failure, releases the rest.
-    async fn process_group(&self, group: Vec<Message>) {
+    /// Processes one group's messages in order; on a transient failure, releases the rest so
+    /// none of them is processed ahead of the failed one. After `shutdown`, finishes the message
+    /// in progress and releases the others.
+    async fn process_group(&self, group: Vec<Message>, shutdown: &CancellationToken) {
         let mut iter = group.into_iter();
         while let Some(m) = iter.next() {
+            if shutdown.is_cancelled() {
+                let mut rest = vec![m];
+                rest.extend(iter);
+                self.release(&rest).await;
+                return;
+            }
             self.ctx.metrics.in_flight(1);
             let done = self.process_one(&m).await;
             self.ctx.metrics.in_flight(-1);
-            if !done {
-                let rest: Vec<Message> = iter.collect();
-                self.release(&rest).await;
-                return;
+            match done {
+                Processed::Acknowledged | Processed::Poison => {}
+                Processed::Retry => {
+                    let rest: Vec<Message> = iter.collect();
+                    self.release(&rest).await;
+                    return;
+                }
             }
         }
     }
 
-    /// Processes one message; true when it was acknowledged.
-    async fn process_one(&self, m: &Message) -> bool {
+    /// Processes one message.
+    async fn process_one(&self, m: &Message) -> Processed {
         let id = m.message_id.as_deref().unwrap_or_default();
         let count = receive_count(m);
         if let Some(a) = age(m) {
@@ -223,43 +246,45 @@ impl Consumer {
             Ok(e) => e,
             Err(e) => {
                 // Never deleted: it goes to the dead-letter queue after the max receive count.
+                // It carries no pull request, so it does not hold back its group's later messages.
                 tracing::error!(message_id = id, receive_count = count, error = %e, "poison message: not a kubetempura event; releasing it towards the dead-letter queue");
                 self.ctx.metrics.failed("poison");
                 self.set_visibility(m, 0).await;
-                return false;
+                return Processed::Poison;
             }
         };
         let span = tracing::info_span!("event", delivery = %event.delivery_id, repository = %event.repository.full_name, pr = event.number, action = %event.action);
-        match handle_event(&self.ctx, &event)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(outcomes) => {
-                let _enter = span.enter();
-                for o in &outcomes {
-                    self.ctx.metrics.acknowledged(o.label());
-                    match o {
-                        crate::reconcile::Outcome::Stale(reason)
-                        | crate::reconcile::Outcome::Skipped(reason)
-                        | crate::reconcile::Outcome::Failed(reason) => {
-                            tracing::info!(outcome = o.label(), reason = %reason, "event handled")
+        // The span is entered only while polling (never held across an await), so log lines of
+        // other messages processed on the same thread are not attributed to this one.
+        async {
+            match handle_event(&self.ctx, &event).await {
+                Ok(outcomes) => {
+                    for o in &outcomes {
+                        self.ctx.metrics.acknowledged(o.label());
+                        match o {
+                            crate::reconcile::Outcome::Stale(reason)
+                            | crate::reconcile::Outcome::Skipped(reason)
+                            | crate::reconcile::Outcome::Failed(reason) => {
+                                tracing::info!(outcome = o.label(), reason = %reason, "event handled")
+                            }
+                            _ => tracing::info!(outcome = o.label(), detail = ?o, "event handled"),
                         }
-                        _ => tracing::info!(outcome = o.label(), detail = ?o, "event handled"),
                     }
+                    self.delete(m).await;
+                    Processed::Acknowledged
                 }
-                self.delete(m).await;
-                true
-            }
-            Err(failure) => {
-                let _enter = span.enter();
-                let delay = backoff(self.config.retry_base, self.config.retry_max, count);
-                tracing::warn!(receive_count = count, retry_in = ?delay, error = %failure, "transient failure; message returns to the queue");
-                self.ctx.metrics.failed("transient");
-                self.set_visibility(m, i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
-                    .await;
-                false
+                Err(failure) => {
+                    let delay = backoff(self.config.retry_base, self.config.retry_max, count);
+                    tracing::warn!(receive_count = count, retry_in = ?delay, error = %failure, "transient failure; message returns to the queue");
+                    self.ctx.metrics.failed("transient");
+                    self.set_visibility(m, i32::try_from(delay.as_secs()).unwrap_or(i32::MAX))
+                        .await;
+                    Processed::Retry
+                }
             }
         }
+        .instrument(span)
+        .await
     }
 
     async fn delete(&self, m: &Message) {

@@ -5,10 +5,16 @@
 //! "Could not automatically determine the process-level CryptoProvider".
 
 /// Infers the configuration (in-cluster, then `KUBECONFIG`/`~/.kube/config`) and builds a client.
+///
+/// kube's own retry of 429/503/504 is off: it retries without bound and hides failures from
+/// the consumer, so a permanently failing API server would hold a message (past its visibility
+/// timeout) instead of letting it back off and reach the dead-letter queue. Retrying is the
+/// queue's job.
 pub async fn infer_client() -> Result<kube::Client, kube::Error> {
-    let config = kube::Config::infer()
+    let mut config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;
+    config.default_retry = false;
     kube::Client::try_from(config)
 }
 

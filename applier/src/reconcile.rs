@@ -98,7 +98,9 @@ impl Ctx {
         }
     }
 
-    fn lock_for(&self, ns: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+    /// The lock of one environment (`PR` object): events, re-renders and tombstone collection
+    /// of the same environment never interleave.
+    pub fn lock_for(&self, ns: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self
             .locks
             .lock()
@@ -210,17 +212,30 @@ pub async fn reconcile(
                 pr.spec.last_event_at
             )));
         }
+        // A closed pull request stays closed until GitHub says it is open again: a reopened
+        // event, or a later event of an open pull request (the reopened one went missing).
         if pr.spec.closed
             && event.action != PrAction::Reopened
-            && (event.updated_at <= last || trigger == Trigger::Rerender)
+            && (event.updated_at <= last || trigger == Trigger::Rerender || !is_open(event))
         {
+            if !is_finished_tombstone(pr) {
+                // A close that did not finish (its deletes failed, the process died): finish it.
+                return finish_close(ctx, app, (**pr).clone(), "closed").await;
+            }
             return Ok(Outcome::Stale(format!(
                 "PR {pr_name} is closed; only a later reopened event brings it back"
             )));
         }
     }
-    if event.is_close() {
-        return close(ctx, app, event, &ns, &pr_name, existing.as_deref()).await;
+    if event.is_close() || !is_open(event) {
+        if !event.is_close() && existing.as_ref().is_none_or(|p| p.spec.closed) {
+            // Labeled, edited … after the close, with no environment to remove.
+            return Ok(Outcome::Stale(format!(
+                "pull request {} is closed; nothing to deploy",
+                event.number
+            )));
+        }
+        return close(ctx, app, event, &ns, &pr_name).await;
     }
     match decide(app.spec.policy.as_ref(), event) {
         Decision::Skip(reason) => {
@@ -577,19 +592,42 @@ async fn delete_inventory(ctx: &Ctx, existing: Option<&PR>) -> Result<usize, Fai
     Ok(deleted)
 }
 
+/// False only when GitHub reported the pull request as closed (an event without a state, as
+/// from an older producer, counts as open).
+fn is_open(event: &PrEvent) -> bool {
+    event.state != "closed"
+}
+
+/// True when a closed `PR` object's close completed: phase Closed, nothing left in the inventory.
+pub fn is_finished_tombstone(pr: &PR) -> bool {
+    pr.status
+        .as_ref()
+        .is_some_and(|s| s.phase == Some(Phase::Closed) && s.inventory.is_empty())
+}
+
+/// Closes an environment. The tombstone (`spec.closed`) is written first, so that if deleting
+/// fails or the process dies half-way, the `PR` object records a close still to be finished
+/// (its inventory lists what is left) and late events cannot resurrect it meanwhile; the
+/// redelivered message or the resync finishes it.
 async fn close(
     ctx: &Ctx,
     app: &ReviewApp,
     event: &PrEvent,
     ns: &str,
     pr_name: &str,
-    existing: Option<&PR>,
 ) -> Result<Outcome, Failure> {
-    let deleted = delete_inventory(ctx, existing).await?;
     let pr = apply_pr(ctx, app, ns, pr_name, pr_spec(&app.name_any(), event, true)).await?;
+    ctx.remember(pr.clone());
     let how = if event.merged { "merged" } else { "closed" };
+    finish_close(ctx, app, pr, how).await
+}
+
+/// Deletes what a tombstone's inventory still lists and records the close on its status.
+async fn finish_close(ctx: &Ctx, app: &ReviewApp, pr: PR, how: &str) -> Result<Outcome, Failure> {
+    let deleted = delete_inventory(ctx, Some(&pr)).await?;
     let msg = format!("pull request {how}; {deleted} object(s) deleted");
-    let previous_status = existing.and_then(|p| p.status.as_ref());
+    let previous_status = pr.status.clone();
+    let previous_status = previous_status.as_ref();
     let status = PRStatus {
         phase: Some(Phase::Closed),
         message: Some(msg.clone()),

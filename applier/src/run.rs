@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::{AppChanged, Caches};
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::metrics::Metrics;
-use crate::reconcile::{Ctx, Trigger, event_from_pr, reconcile};
+use crate::reconcile::{Ctx, Trigger, event_from_pr, is_finished_tombstone, reconcile};
 
 /// Arguments of `kubetempura run`. Every flag has an environment fallback.
 #[derive(Debug, Clone, clap::Args)]
@@ -172,6 +172,12 @@ async fn maintain(
     };
     let mut ticker = tokio::time::interval(resync);
     ticker.tick().await;
+    // Resync at start: whatever changed while no applier ran (an object deleted or edited behind
+    // its back, a close left half-done) is repaired without waiting for a webhook or a tick.
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        () = rerender_app(&ctx, None) => {}
+    }
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
@@ -193,18 +199,22 @@ pub async fn rerender_app(ctx: &Ctx, only: Option<(&str, &str)>) {
         {
             continue;
         }
-        if pr.spec.closed {
-            continue;
-        }
         let Some(app) = ctx.caches.app(&ns, &pr.spec.review_app) else {
             continue;
         };
         let current = ctx.current_pr(&ns, &pr.name_any()).unwrap_or(pr);
-        let up_to_date = current.status.as_ref().and_then(|s| s.applied_generation)
-            == app.metadata.generation
-            && only.is_some();
-        if up_to_date {
-            continue;
+        if current.spec.closed {
+            // Closed environments are not re-rendered; a close left half-done is finished.
+            if is_finished_tombstone(&current) {
+                continue;
+            }
+        } else {
+            let up_to_date = current.status.as_ref().and_then(|s| s.applied_generation)
+                == app.metadata.generation
+                && only.is_some();
+            if up_to_date {
+                continue;
+            }
         }
         let Some(event) = event_from_pr(&current) else {
             continue;
@@ -220,37 +230,58 @@ pub async fn rerender_app(ctx: &Ctx, only: Option<(&str, &str)>) {
     }
 }
 
+/// True when `pr` is a finished tombstone closed more than `retention` ago.
+fn tombstone_expired(pr: &kubetempura_common::crd::PR, retention: Duration) -> bool {
+    let closed_at = pr
+        .status
+        .as_ref()
+        .and_then(|s| s.closed_at.as_deref())
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+    let Some(closed_at) = closed_at else {
+        return false;
+    };
+    pr.spec.closed
+        && is_finished_tombstone(pr)
+        && (chrono::Utc::now() - closed_at.with_timezone(&chrono::Utc))
+            .to_std()
+            .unwrap_or_default()
+            >= retention
+}
+
 /// Deletes tombstones older than the retention.
 async fn collect_tombstones(ctx: &Ctx, retention: Duration) {
-    let now = chrono::Utc::now();
     for pr in ctx.caches.all_prs() {
-        let closed_at = pr
-            .status
-            .as_ref()
-            .and_then(|s| s.closed_at.as_deref())
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        let Some(closed_at) = closed_at else { continue };
-        if !pr.spec.closed
-            || (now - closed_at.with_timezone(&chrono::Utc))
-                .to_std()
-                .unwrap_or_default()
-                < retention
-        {
+        if !tombstone_expired(&pr, retention) {
             continue;
         }
         let ns = pr.namespace().unwrap_or_default();
+        let name = pr.name_any();
+        // Under the environment's lock, from the freshest copy, and only if the object is still
+        // that copy: a reopened event that just brought the environment back is never collected.
+        let lock = ctx.lock_for(&ns, &name);
+        let _guard = lock.lock().await;
+        let Some(current) = ctx.current_pr(&ns, &name) else {
+            continue;
+        };
+        if !tombstone_expired(&current, retention) {
+            continue;
+        }
+        let params = kube::api::DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: current.uid(),
+                resource_version: current.resource_version(),
+            }),
+            ..kube::api::DeleteParams::background()
+        };
         let api: kube::Api<kubetempura_common::crd::PR> =
             kube::Api::namespaced(ctx.client.clone(), &ns);
-        match api
-            .delete(&pr.name_any(), &kube::api::DeleteParams::background())
-            .await
-        {
+        match api.delete(&name, &params).await {
             Ok(_) => {
-                tracing::info!(pr = %pr.name_any(), "tombstone collected");
-                ctx.forget(&ns, &pr.name_any());
+                tracing::info!(pr = %name, "tombstone collected");
+                ctx.forget(&ns, &name);
             }
             Err(e) => {
-                tracing::warn!(pr = %pr.name_any(), error = %e, "collecting a tombstone failed")
+                tracing::warn!(pr = %name, error = %e, "collecting a tombstone failed; the next resync retries")
             }
         }
     }

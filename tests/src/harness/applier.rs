@@ -23,10 +23,9 @@ pub fn kubetempura_bin() -> PathBuf {
         .take(2)
         .map(|d| d.join("kubetempura"))
         .collect();
-    let bin = candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
         panic!("kubetempura not found at {candidates:?}: build it with `cargo build -p kubetempura-applier` (make test and make demo do)")
-    });
-    bin
+    })
 }
 
 /// A running applier.

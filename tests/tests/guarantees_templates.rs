@@ -1,0 +1,226 @@
+//! Template changes: an object a ReviewApp stops producing is pruned from every live
+//! environment (and nothing the applier did not create is touched); an edited ReviewApp is
+//! re-rendered into every open environment without a webhook; a deleted ReviewApp takes its
+//! environments with it (owner references).
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+mod guarantees_support;
+
+use std::time::Duration;
+
+use guarantees_support::*;
+use kube::Api;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
+use kubetempura_common::crd::{PR, Phase, ReviewApp};
+use kubetempura_tests::harness::stack::{Stack, workspace_file};
+use kubetempura_tests::harness::wait_for;
+use serde_json::{Value, json};
+
+fn sample_app() -> Value {
+    let text =
+        std::fs::read_to_string(workspace_file("infra/examples/reviewapp-sample.yaml")).unwrap();
+    serde_yaml::from_str(&text).unwrap()
+}
+
+/// Applies the ReviewApp as `kubectl apply --server-side` would; returns its new generation.
+async fn apply_app(stack: &Stack, app: &Value) -> i64 {
+    let api: Api<ReviewApp> = Api::namespaced(stack.client.clone(), NS);
+    let out = api
+        .patch(
+            "reviewapp-sample",
+            &PatchParams::apply("kubetempura-tests").force(),
+            &Patch::Apply(app),
+        )
+        .await
+        .unwrap();
+    out.metadata.generation.unwrap()
+}
+
+async fn create(stack: &Stack, api_version: &str, kind: &str, body: Value) -> DynamicObject {
+    let name = body["metadata"]["name"].as_str().unwrap().to_owned();
+    stack
+        .api(api_version, kind, NS)
+        .await
+        .patch(
+            &name,
+            &PatchParams::apply("someone-else").force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .unwrap()
+}
+
+async fn open(stack: &Stack, pr: u64) {
+    stack
+        .enqueue(&delivery(pr, &sha(1), "opened", 0), &format!("open-{pr}"))
+        .await;
+}
+
+async fn wait_applied_generation(stack: &Stack, pr: u64, generation: i64) -> PR {
+    wait_for(
+        &format!("PR {pr} rendered from ReviewApp generation {generation}"),
+        Duration::from_secs(60),
+        || async {
+            get_pr(stack, pr).await.filter(|p| {
+                p.status.as_ref().is_some_and(|s| {
+                    s.phase == Some(Phase::Applied) && s.applied_generation == Some(generation)
+                })
+            })
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_a_template_stops_producing_are_pruned_and_nothing_else_is_touched() {
+    let stack = Stack::start(options("prune", &[])).await;
+    let labels = json!({
+        "app.kubernetes.io/managed-by": "kubetempura",
+        "kubetempura.mercari.com/reviewapp": "reviewapp-sample",
+        "kubetempura.mercari.com/pr": "40",
+    });
+    // Objects the applier did not create, beside the environments: the same name as an
+    // environment's objects, a similar name, even the applier's labels.
+    let foreign = [
+        create(&stack, "v1", "ConfigMap", json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": env_name(40)}, "data": {"k": "v"}}))
+        .await,
+        create(&stack, "v1", "ConfigMap", json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("{}-config", env_name(40)), "labels": labels}, "data": {"k": "v"}}))
+        .await,
+        create(&stack, "v1", "Service", json!({"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": format!("{}-db", env_name(40)), "labels": labels},
+            "spec": {"ports": [{"port": 5432}]}}))
+        .await,
+    ];
+    open(&stack, 40).await;
+    open(&stack, 41).await;
+    for pr in [40, 41] {
+        wait_applied_generation(&stack, pr, 1).await;
+        assert!(get(&stack, "v1", "Service", &env_name(pr)).await.is_some());
+    }
+
+    // The ReviewApp no longer has the Service.
+    let mut app = sample_app();
+    app["spec"]["resources"].as_array_mut().unwrap().remove(1);
+    let generation = apply_app(&stack, &app).await;
+    assert_eq!(generation, 2);
+    for pr in [40, 41] {
+        stack.wait_gone("v1", "Service", NS, &env_name(pr)).await;
+        let status = wait_applied_generation(&stack, pr, 2).await.status.unwrap();
+        assert_eq!(status.inventory.len(), 1);
+        assert_eq!(status.inventory[0].kind, "Deployment");
+        assert!(
+            get(&stack, "apps/v1", "Deployment", &env_name(pr))
+                .await
+                .is_some()
+        );
+    }
+
+    // Closing PR 40 deletes its environment, still nothing else.
+    stack
+        .enqueue(&delivery(40, &sha(1), "closed", 1), "close-40")
+        .await;
+    stack
+        .wait_gone("apps/v1", "Deployment", NS, &env_name(40))
+        .await;
+    stack.wait_queue_drained().await;
+    for before in &foreign {
+        let kind = &before.types.as_ref().unwrap().kind;
+        let api_version = &before.types.as_ref().unwrap().api_version;
+        let name = before.metadata.name.as_deref().unwrap();
+        let after = get(&stack, api_version, kind, name)
+            .await
+            .unwrap_or_else(|| panic!("{kind} {name} was deleted"));
+        assert_eq!(versions(&after), versions(before), "{kind} {name} changed");
+    }
+    assert_eq!(
+        stack.names("v1", "Service", NS).await,
+        [format!("{}-db", env_name(40))]
+    );
+    assert_eq!(
+        stack
+            .applier()
+            .metric("kubetempura_objects_deleted_total")
+            .await,
+        3.0,
+        "two pruned Services and PR 40's Deployment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn editing_a_reviewapp_rerenders_every_open_environment_without_a_webhook() {
+    let stack = Stack::start(options("rollout", &[])).await;
+    for pr in [42, 43, 44] {
+        open(&stack, pr).await;
+        wait_applied_generation(&stack, pr, 1).await;
+    }
+    stack
+        .enqueue(&delivery(44, &sha(1), "closed", 1), "close-44")
+        .await;
+    stack.wait_pr_phase(NS, &env_name(44), Phase::Closed).await;
+    stack.wait_queue_drained().await;
+    let received = stack.applier().metric(RECEIVED).await;
+
+    let mut app = sample_app();
+    app["spec"]["resources"][0]["spec"]["template"]["spec"]["containers"][0]["image"] =
+        json!("ghcr.io/stefanprodan/podinfo:edited-pr{{PR_NUMBER}}-{{COMMIT_REF_SHORT}}");
+    let generation = apply_app(&stack, &app).await;
+    assert_eq!(generation, 2);
+    for pr in [42, 43] {
+        stack
+            .wait_deployment_image(
+                NS,
+                &env_name(pr),
+                &format!(
+                    "ghcr.io/stefanprodan/podinfo:edited-pr{pr}-{}",
+                    &sha(1)[..7]
+                ),
+            )
+            .await;
+        wait_applied_generation(&stack, pr, 2).await;
+    }
+    // No webhook was involved, and the closed environment stayed closed.
+    assert_eq!(stack.applier().metric(RECEIVED).await, received);
+    assert!(
+        get(&stack, "apps/v1", "Deployment", &env_name(44))
+            .await
+            .is_none()
+    );
+    let closed = get_pr(&stack, 44).await.unwrap();
+    assert_eq!(closed.status.unwrap().phase, Some(Phase::Closed));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_reviewapp_removes_its_environments() {
+    let stack = Stack::start(options("remove-app", &[])).await;
+    for pr in [45, 46] {
+        open(&stack, pr).await;
+        wait_applied_generation(&stack, pr, 1).await;
+    }
+    let api: Api<ReviewApp> = Api::namespaced(stack.client.clone(), NS);
+    api.delete("reviewapp-sample", &DeleteParams::default())
+        .await
+        .unwrap();
+    for pr in [45, 46] {
+        stack
+            .wait_gone("apps/v1", "Deployment", NS, &env_name(pr))
+            .await;
+        stack.wait_gone("v1", "Service", NS, &env_name(pr)).await;
+        wait_for(
+            &format!("PR object {pr} to be deleted"),
+            Duration::from_secs(30),
+            || async { get_pr(&stack, pr).await.is_none().then_some(()) },
+        )
+        .await;
+    }
+    // A later event for a removed ReviewApp's repository creates nothing.
+    stack
+        .enqueue(&delivery(45, &sha(2), "synchronize", 1), "after-removal")
+        .await;
+    wait_metric(&stack, &acked("no_reviewapp"), 1.0).await;
+    stack.wait_queue_drained().await;
+    assert!(stack.names("apps/v1", "Deployment", NS).await.is_empty());
+    assert!(get_pr(&stack, 45).await.is_none());
+}
