@@ -1,4 +1,5 @@
 pub mod demo;
 pub mod harness;
+pub mod loadbench;
 pub mod standin;
 pub mod walkthrough;

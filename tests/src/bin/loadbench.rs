@@ -1,0 +1,24 @@
+//! `loadbench`: the load benchmark of the whole local chain (webhook function -> SQS -> applier
+//! -> Kubernetes stand-in). See `kubetempura_tests::loadbench` and BENCHMARKS.md.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use kubetempura_tests::loadbench::{Args, render, run};
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let reports = run(&args).await.context("load benchmark")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", render(&reports)).context("writing to stdout")?;
+    Ok(())
+}
