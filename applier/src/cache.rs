@@ -80,6 +80,9 @@ impl Caches {
         tokio::spawn(
             watcher(prs_api, watcher::Config::default())
                 .default_backoff()
+                // managedFields are never read here; dropping them keeps memory per
+                // environment small.
+                .modify(|pr: &mut PR| pr.managed_fields_mut().clear())
                 .reflect(writer)
                 .for_each(|r| async move {
                     if let Err(e) = r {
@@ -207,6 +210,14 @@ impl Caches {
     /// Every cached `PR` object.
     pub fn all_prs(&self) -> Vec<Arc<PR>> {
         self.prs.state()
+    }
+
+    /// Every cached ReviewApp.
+    pub fn all_apps(&self) -> Vec<Arc<ReviewApp>> {
+        self.index
+            .read()
+            .map(|g| g.apps.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// How many ReviewApps are cached.

@@ -131,7 +131,8 @@ impl Ctx {
         }
     }
 
-    fn remember(&self, pr: PR) {
+    fn remember(&self, mut pr: PR) {
+        pr.managed_fields_mut().clear();
         let key = (pr.namespace().unwrap_or_default(), pr.name_any());
         self.written
             .lock()
@@ -570,21 +571,24 @@ async fn deploy(
 }
 
 async fn delete_inventory(ctx: &Ctx, existing: Option<&PR>) -> Result<usize, Failure> {
-    let mut deleted = 0;
-    for e in existing
+    let inventory = existing
         .and_then(|p| p.status.as_ref())
         .map(|s| s.inventory.as_slice())
-        .unwrap_or_default()
-    {
-        if kubeapi::delete(
+        .unwrap_or_default();
+    // Concurrently: a close costs one round trip, not one per object.
+    let results = futures::future::join_all(inventory.iter().map(|e| {
+        kubeapi::delete(
             &ctx.discovery,
             &e.api_version,
             &e.kind,
             e.namespace.as_deref(),
             &e.name,
         )
-        .await?
-        {
+    }))
+    .await;
+    let mut deleted = 0;
+    for r in results {
+        if r? {
             deleted += 1;
         }
     }
@@ -696,12 +700,43 @@ async fn skip(
     Ok(Outcome::Skipped(reason))
 }
 
-/// Records the template outcome on the ReviewApp status, only when it changes.
+/// Records the template outcome on the ReviewApp status, only when it changes. A change of the
+/// active count alone is left to [`refresh_app_counts`] (the periodic resync), so an event costs
+/// no extra request for it.
 async fn update_app_status(
     ctx: &Ctx,
     app: &ReviewApp,
     result: Result<(), &str>,
     warnings: &[String],
+) -> Result<(), Failure> {
+    write_app_status(ctx, app, result, warnings, false).await
+}
+
+/// Brings every ReviewApp's `activePRs` up to date (run with the periodic resync).
+pub async fn refresh_app_counts(ctx: &Ctx) {
+    for app in ctx.caches.all_apps() {
+        let status = app.status.clone().unwrap_or_default();
+        let valid = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "TemplateValid")
+            .map(|c| (c.status == "True", c.message.clone()));
+        let result = match &valid {
+            Some((false, message)) => Err(message.as_str()),
+            _ => Ok(()),
+        };
+        if let Err(e) = write_app_status(ctx, &app, result, &status.warnings, true).await {
+            tracing::warn!(reviewapp = %app.name_any(), error = %e, "updating the active count failed; the next resync retries");
+        }
+    }
+}
+
+async fn write_app_status(
+    ctx: &Ctx,
+    app: &ReviewApp,
+    result: Result<(), &str>,
+    warnings: &[String],
+    count_changes: bool,
 ) -> Result<(), Failure> {
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
@@ -739,7 +774,11 @@ async fn update_app_status(
             observed_generation: app.metadata.generation,
         }],
     };
-    if wanted == previous {
+    let same_but_count = ReviewAppStatus {
+        active_prs: previous.active_prs,
+        ..wanted.clone()
+    } == previous;
+    if wanted == previous || (!count_changes && same_but_count && previous.active_prs.is_some()) {
         return Ok(());
     }
     let body = json!({

@@ -185,6 +185,7 @@ async fn maintain(
             _ = ticker.tick() => {
                 rerender_app(&ctx, None).await;
                 collect_tombstones(&ctx, Duration::from_secs(args.tombstone_retention_seconds)).await;
+                crate::reconcile::refresh_app_counts(&ctx).await;
             }
         }
     }
