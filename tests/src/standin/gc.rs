@@ -135,7 +135,9 @@ fn step(state: &mut State) -> bool {
     // Find the first dependent needing work without cloning the others: each write runs this,
     // so its cost is what bounds the stand-in's throughput with many objects.
     let work = state.objects().iter().find_map(|(key, obj)| {
-        let refs = obj.pointer("/metadata/ownerReferences").and_then(Value::as_array)?;
+        let refs = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)?;
         let uid_of = |r: &Value| r.get("uid").and_then(Value::as_str).map(str::to_owned);
         let total = refs.iter().filter_map(uid_of).count();
         if total == 0 {
