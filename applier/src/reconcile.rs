@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -58,6 +59,18 @@ impl Outcome {
 
 type EnvLock = Arc<tokio::sync::Mutex<()>>;
 
+/// The `PR` objects this process wrote, kept until the watch cache shows them.
+struct Written {
+    entries: HashMap<(String, String), (Instant, Arc<PR>)>,
+    last_sweep: Instant,
+}
+
+/// How often [`Written`] drops the copies the watch cache has caught up with.
+const WRITTEN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest a copy is kept even when the watch has not shown it (a broken watch recovers by
+/// relisting well within this).
+const WRITTEN_MAX_AGE: Duration = Duration::from_secs(300);
+
 /// Everything reconciliation needs, built once at start-up.
 pub struct Ctx {
     pub client: Client,
@@ -68,7 +81,7 @@ pub struct Ctx {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// The `PR` objects this process wrote last (fresher than the watch cache).
-    written: Mutex<HashMap<(String, String), Arc<PR>>>,
+    written: Mutex<Written>,
     /// One lock per environment, so a re-render and an event never interleave.
     locks: Mutex<HashMap<(String, String), EnvLock>>,
 }
@@ -93,7 +106,10 @@ impl Ctx {
             policy,
             field_manager,
             metrics,
-            written: Mutex::default(),
+            written: Mutex::new(Written {
+                entries: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
             locks: Mutex::default(),
         }
     }
@@ -118,8 +134,9 @@ impl Ctx {
             .written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entries
             .get(&(ns.to_owned(), name.to_owned()))
-            .cloned();
+            .map(|(_, pr)| pr.clone());
         let cached = self.caches.pr(ns, name);
         match (written, cached) {
             (Some(w), Some(c)) => Some(if event_time(&c) > event_time(&w) {
@@ -134,10 +151,23 @@ impl Ctx {
     fn remember(&self, mut pr: PR) {
         pr.managed_fields_mut().clear();
         let key = (pr.namespace().unwrap_or_default(), pr.name_any());
-        self.written
+        let mut written = self
+            .written
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, Arc::new(pr));
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.entries.insert(key, (Instant::now(), Arc::new(pr)));
+        // Our copy only matters until the watch cache has caught up with the write; dropping
+        // it then keeps one copy of each environment in memory, not two.
+        if written.last_sweep.elapsed() >= WRITTEN_SWEEP_INTERVAL {
+            written.last_sweep = Instant::now();
+            let caches = &self.caches;
+            written.entries.retain(|(ns, name), (at, pr)| {
+                let caught_up = caches
+                    .pr(ns, name)
+                    .is_some_and(|c| c.resource_version() == pr.resource_version());
+                !caught_up && at.elapsed() < WRITTEN_MAX_AGE
+            });
+        }
     }
 
     /// Forgets an environment this process wrote (after its tombstone was collected).
@@ -146,6 +176,7 @@ impl Ctx {
         self.written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entries
             .remove(&key);
         self.locks
             .lock()
