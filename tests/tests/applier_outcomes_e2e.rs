@@ -1,0 +1,180 @@
+//! The applier's permanent outcomes across real processes: an invalid template or refused kind
+//! is recorded on the `PR` and `ReviewApp` status and as an Event and the message is
+//! acknowledged; a pull request from a fork is not deployed by default and says why; a
+//! repository without a ReviewApp is acknowledged and counted.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+use std::time::Duration;
+
+use kube::Api;
+use kubetempura_applier::send_event::Delivery;
+use kubetempura_common::crd::{Phase, ReviewApp};
+use kubetempura_tests::harness::stack::{Stack, StackOptions, apply_file};
+use kubetempura_tests::harness::wait_for;
+
+const SHA: &str = "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7";
+
+fn write(dir: &tempfile::TempDir, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+async fn stack(queue: &str) -> Stack {
+    Stack::start(StackOptions {
+        queue: queue.into(),
+        function: false,
+        ..StackOptions::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_kind_is_recorded_on_both_statuses_and_as_an_event_and_the_message_is_acknowledged()
+ {
+    let stack = stack("outcome-refused").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ra = write(
+        &dir,
+        "ra.yaml",
+        "apiVersion: kubetempura.mercari.com/v1\nkind: ReviewApp\nmetadata: {name: risky, namespace: default}\nspec:\n  githubRepository: https://github.com/o/risky\n  resources:\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: 'cm-{{PR_NUMBER}}'}, data: {a: b}}\n  - {apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRoleBinding, metadata: {name: 'pwn-{{PR_NUMBER}}'}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}, subjects: [{kind: User, name: mallory}]}\n",
+    );
+    apply_file(&stack.client, &ra).await;
+    stack
+        .enqueue(
+            &Delivery::new("https://github.com/o/risky", 7, SHA, "opened"),
+            "refused-1",
+        )
+        .await;
+
+    let pr = stack
+        .wait_pr_phase("default", "risky-pr7", Phase::Failed)
+        .await;
+    let message = pr.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("ClusterRoleBinding.rbac.authorization.k8s.io grants privileges"),
+        "{message}"
+    );
+    let apps: Api<ReviewApp> = Api::namespaced(stack.client.clone(), "default");
+    let app = wait_for(
+        "the ReviewApp's TemplateValid=False",
+        Duration::from_secs(30),
+        || {
+            let apps = apps.clone();
+            async move {
+                let app = apps.get("risky").await.ok()?;
+                let valid = app
+                    .status
+                    .as_ref()?
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "TemplateValid")?
+                    .clone();
+                (valid.status == "False").then_some(app)
+            }
+        },
+    )
+    .await;
+    assert!(
+        app.status.unwrap().conditions[0]
+            .message
+            .contains("grants privileges")
+    );
+    // Nothing of the environment was created, not even the harmless ConfigMap.
+    assert!(
+        stack
+            .names("v1", "ConfigMap", "default")
+            .await
+            .iter()
+            .all(|n| n != "cm-7")
+    );
+    // A Warning Event names the PR object.
+    let events = stack.api("events.k8s.io/v1", "Event", "default").await;
+    let warning = wait_for("the InvalidTemplate Event", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items.into_iter().find(|e| {
+                e.data["reason"] == "InvalidTemplate" && e.data["regarding"]["name"] == "risky-pr7"
+            })
+        }
+    })
+    .await;
+    assert_eq!(warning.data["type"], "Warning");
+    // Retrying cannot help: the message was acknowledged, not retried.
+    stack.wait_queue_drained().await;
+    assert_eq!(
+        stack
+            .applier()
+            .metric("kubetempura_messages_acknowledged_total{outcome=\"failed\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        stack
+            .applier()
+            .metric("kubetempura_messages_failed_total{outcome=\"transient\"}")
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fork_prs_are_skipped_by_default_with_the_reason_and_no_reviewapp_is_counted() {
+    let stack = Stack::start(StackOptions {
+        queue: "outcome-fork".into(),
+        function: false,
+        manifests: vec![kubetempura_tests::harness::stack::workspace_file(
+            "infra/examples/reviewapp-sample.yaml",
+        )],
+        ..StackOptions::default()
+    })
+    .await;
+    let mut fork = Delivery::new("https://github.com/mercari/not-exists", 9, SHA, "opened");
+    fork.fork = true;
+    fork.author = "mallory".into();
+    stack.enqueue(&fork, "fork-1").await;
+    let pr = stack
+        .wait_pr_phase("default", "reviewapp-sample-pr9", Phase::Skipped)
+        .await;
+    let message = pr.status.unwrap().message.unwrap();
+    assert!(
+        message.contains("fork") && message.contains("allowForks"),
+        "{message}"
+    );
+    assert!(
+        stack
+            .names("apps/v1", "Deployment", "default")
+            .await
+            .is_empty()
+    );
+
+    stack
+        .enqueue(
+            &Delivery::new("https://github.com/someone/else", 1, SHA, "opened"),
+            "other-repo-1",
+        )
+        .await;
+    stack.wait_queue_drained().await;
+    wait_for(
+        "the no_reviewapp count",
+        Duration::from_secs(30),
+        || async {
+            (stack
+                .applier()
+                .metric("kubetempura_messages_acknowledged_total{outcome=\"no_reviewapp\"}")
+                .await
+                == 1.0)
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(
+        stack
+            .applier()
+            .metric("kubetempura_messages_acknowledged_total{outcome=\"skipped\"}")
+            .await,
+        1.0
+    );
+}
