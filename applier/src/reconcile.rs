@@ -453,38 +453,21 @@ async fn deploy(
         Ok(r) => r,
         Err(e) => {
             let msg = format!("ReviewApp {app_name}: {e}");
-            let status = PRStatus {
-                phase: Some(Phase::Failed),
-                message: Some(msg.clone()),
-                conditions: vec![condition(
-                    previous_status,
-                    "Ready",
-                    false,
-                    "InvalidTemplate",
-                    &msg,
-                    generation,
-                )],
-                // Keep what exists so a later successful render can prune it.
-                inventory: previous_status
-                    .map(|s| s.inventory.clone())
-                    .unwrap_or_default(),
-                applied_commit: previous_status.and_then(|s| s.applied_commit.clone()),
-                commit_short: previous_status.and_then(|s| s.commit_short.clone()),
-                applied_generation: previous_status.and_then(|s| s.applied_generation),
-                closed_at: None,
-            };
-            let pr = apply_status(ctx, pr, status).await?;
             update_app_status(ctx, app, Err(&msg), &[]).await?;
-            publish(
+            // Keep what exists so a later successful render can prune it.
+            let inventory = previous_status
+                .map(|s| s.inventory.clone())
+                .unwrap_or_default();
+            return record_failure(
                 ctx,
-                &pr,
-                EventType::Warning,
-                "InvalidTemplate",
-                "Render",
-                msg.clone(),
+                pr,
+                previous_status,
+                generation,
+                ("InvalidTemplate", "Render"),
+                msg,
+                inventory,
             )
             .await;
-            return Ok(Outcome::Failed(msg));
         }
     };
     let started = std::time::Instant::now();
@@ -519,34 +502,16 @@ async fn deploy(
             .map(|s| s.inventory.iter().cloned().collect())
             .unwrap_or_default();
         inventory.extend(new_inventory);
-        let status = PRStatus {
-            phase: Some(Phase::Failed),
-            message: Some(msg.clone()),
-            conditions: vec![condition(
-                previous_status,
-                "Ready",
-                false,
-                "ApplyFailed",
-                &msg,
-                generation,
-            )],
-            inventory: inventory.into_iter().collect(),
-            applied_commit: previous_status.and_then(|s| s.applied_commit.clone()),
-            commit_short: previous_status.and_then(|s| s.commit_short.clone()),
-            applied_generation: previous_status.and_then(|s| s.applied_generation),
-            closed_at: None,
-        };
-        let pr = apply_status(ctx, pr, status).await?;
-        publish(
+        return record_failure(
             ctx,
-            &pr,
-            EventType::Warning,
-            "ApplyFailed",
-            "Apply",
-            msg.clone(),
+            pr,
+            previous_status,
+            generation,
+            ("ApplyFailed", "Apply"),
+            msg,
+            inventory.into_iter().collect(),
         )
         .await;
-        return Ok(Outcome::Failed(msg));
     }
     ctx.metrics.objects_applied(rendered.objects.len());
     // Prune what the templates no longer produce.
@@ -599,6 +564,34 @@ async fn deploy(
         applied: rendered.objects.len(),
         pruned,
     })
+}
+
+/// Records a permanent failure on the `PR` status — keeping the previous commit, generation and
+/// the given inventory, so a later success can prune what exists — and as a Warning Event.
+async fn record_failure(
+    ctx: &Ctx,
+    pr: PR,
+    previous: Option<&PRStatus>,
+    generation: Option<i64>,
+    (reason, action): (&str, &str),
+    msg: String,
+    inventory: Vec<InventoryEntry>,
+) -> Result<Outcome, Failure> {
+    let status = PRStatus {
+        phase: Some(Phase::Failed),
+        message: Some(msg.clone()),
+        conditions: vec![condition(
+            previous, "Ready", false, reason, &msg, generation,
+        )],
+        inventory,
+        applied_commit: previous.and_then(|s| s.applied_commit.clone()),
+        commit_short: previous.and_then(|s| s.commit_short.clone()),
+        applied_generation: previous.and_then(|s| s.applied_generation),
+        closed_at: None,
+    };
+    let pr = apply_status(ctx, pr, status).await?;
+    publish(ctx, &pr, EventType::Warning, reason, action, msg.clone()).await;
+    Ok(Outcome::Failed(msg))
 }
 
 async fn delete_inventory(ctx: &Ctx, existing: Option<&PR>) -> Result<usize, Failure> {
