@@ -46,13 +46,7 @@ fn table(rows: &[Vec<String>]) -> String {
 
 /// Prints Deployments, Services and PRs the way `kubectl get deploy,svc,prs -o wide` would.
 pub async fn print_cluster(stack: &Stack) {
-    let deploys = stack
-        .api("apps/v1", "Deployment", "default")
-        .await
-        .list(&Default::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
+    let deploys = stack.list("apps/v1", "Deployment", "default").await;
     let mut rows = vec![vec![
         "NAME".to_owned(),
         "IMAGE".to_owned(),
@@ -81,13 +75,7 @@ pub async fn print_cluster(stack: &Stack) {
     } else {
         println!("No deployments in namespace default.");
     }
-    let services = stack
-        .api("v1", "Service", "default")
-        .await
-        .list(&Default::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default();
+    let services = stack.list("v1", "Service", "default").await;
     let mut rows = vec![vec![
         "NAME".to_owned(),
         "PORT(S)".to_owned(),

@@ -187,15 +187,10 @@ impl Stack {
 
     /// Sends the event of a delivery straight to the queue (as the function would).
     pub async fn enqueue(&self, delivery: &Delivery, delivery_id: &str) -> PrEvent {
-        let body = delivery.payload().expect("payload");
-        let Normalized::Event(event) =
-            normalize("pull_request", delivery_id, &body, chrono::Utc::now()).expect("normalise")
-        else {
-            panic!("delivery {delivery_id} would be ignored");
-        };
+        let event = event_of(delivery, delivery_id);
         self.enqueue_raw(&event.to_json(), &event.message_group_id(), delivery_id)
             .await;
-        *event
+        event
     }
 
     /// Sends any body to the queue with a group and deduplication id.
@@ -316,17 +311,29 @@ impl Stack {
 
     /// Names of the objects of a kind in a namespace, sorted.
     pub async fn names(&self, api_version: &str, kind: &str, namespace: &str) -> Vec<String> {
-        let api = self.api(api_version, kind, namespace).await;
-        let mut names: Vec<String> = api
-            .list(&Default::default())
+        let mut names: Vec<String> = self
+            .list(api_version, kind, namespace)
             .await
-            .expect("list")
-            .items
             .iter()
             .map(ResourceExt::name_any)
             .collect();
         names.sort();
         names
+    }
+
+    /// The objects of a kind in a namespace.
+    pub async fn list(&self, api_version: &str, kind: &str, namespace: &str) -> Vec<DynamicObject> {
+        let api = self.api(api_version, kind, namespace).await;
+        api.list(&Default::default()).await.expect("list").items
+    }
+}
+
+/// The event the webhook function would enqueue for a delivery (panics if it would be ignored).
+pub fn event_of(delivery: &Delivery, delivery_id: &str) -> PrEvent {
+    let body = delivery.payload().expect("payload");
+    match normalize("pull_request", delivery_id, &body, chrono::Utc::now()).expect("normalise") {
+        Normalized::Event(event) => *event,
+        Normalized::Ignored(reason) => panic!("delivery {delivery_id} would be ignored: {reason}"),
     }
 }
 

@@ -13,7 +13,6 @@ use kube::Api;
 use kube::api::DynamicObject;
 use kubetempura_applier::send_event::Delivery;
 use kubetempura_common::crd::PR;
-use kubetempura_common::event::{Normalized, PrEvent, normalize};
 use kubetempura_tests::harness::stack::{Stack, StackOptions, workspace_file};
 use kubetempura_tests::harness::wait_for;
 use kubetempura_tests::standin::FaultRule;
@@ -51,20 +50,8 @@ pub fn delivery(pr: u64, sha: &str, action: &str, minute: i64) -> Delivery {
     d
 }
 
-/// The normalised event of a delivery, as the webhook function would enqueue it.
-pub fn event_of(d: &Delivery, delivery_id: &str) -> PrEvent {
-    match normalize(
-        "pull_request",
-        delivery_id,
-        &d.payload().unwrap(),
-        Utc::now(),
-    )
-    .unwrap()
-    {
-        Normalized::Event(e) => *e,
-        other => panic!("delivery {delivery_id} would not be enqueued: {other:?}"),
-    }
-}
+#[allow(unused_imports)] // Only some suites use it.
+pub use kubetempura_tests::harness::stack::event_of;
 
 /// The sample ReviewApp, no webhook function (events are sent straight to the queue), fast
 /// retries, and `extra` applier arguments.
