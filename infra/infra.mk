@@ -10,8 +10,8 @@
 #   4. settings: every variable the applier reads is documented in infra/README.md, and every
 #      KUBETEMPURA_* name in infra/base/applier.env is one the applier reads;
 #   5. examples: each renders with `kubetempura render` without warnings;
-#   6. the stand-in: every example (and what it renders), the install and every overlay apply
-#      server-side to kube-standin with the real kubectl, and Go-template text survives
+#   6. the control plane: every example (and what it renders), the install and every overlay apply
+#      server-side to the control plane with the real kubectl, and Go-template text survives
 #      rendering byte for byte (tests/tests/infra_examples.rs, run by `make test-rust`).
 # All steps run even when one fails, so one run shows every problem; the target then fails.
 
@@ -22,7 +22,7 @@ INFRA_KUBE_VERSION := 1.37.0
 INFRA_RENDER_SHA   := 32f7bfe8b7279912ce1eb6dfb6653ee297936cf7
 
 .PHONY: test-infra
-test-infra: $(VENV)/.installed $(CHECKS_VENV)/.installed ## Kubernetes install checks: kustomize, kubernetes-validate, checkov, examples render and apply to kube-standin
+test-infra: $(VENV)/.installed $(CHECKS_VENV)/.installed ## Kubernetes install checks: kustomize, kubernetes-validate, checkov, examples render and apply to the control plane
 	@status=0; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
 	echo "== kustomize: infra/ and overlays: $(INFRA_OVERLAYS)"; \
 	$(VENV)/bin/kubectl kustomize $(INFRA_DIR) > $$out/install-base.yaml || status=1; \

@@ -203,4 +203,3 @@ func startControllerManager(ctx context.Context, kubeconfig, controllers string)
 	go func() { c.done <- kcmapp.Run(ctx, config.Complete()) }()
 	return c, nil
 }
-

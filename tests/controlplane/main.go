@@ -100,6 +100,7 @@ func serve(ctx context.Context, kubeconfig string, port int, tokens []string, co
 		return fmt.Errorf("create data directory: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	fmt.Fprintf(os.Stderr, "kube-controlplane: data directory %s\n", dir)
 
 	pki, err := writePKI(dir, tokens)
 	if err != nil {

@@ -37,8 +37,8 @@ use kubetempura_common::signature::sign;
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::harness::applier::ApplierProcess;
+use crate::harness::faults::RequestRecord;
 use crate::harness::stack::{SECRET, Stack, StackOptions, workspace_file};
-use crate::standin::RequestRecord;
 
 /// Repository of the sample ReviewApp (infra/examples/reviewapp-sample.yaml).
 pub const REPO: &str = "https://github.com/mercari/not-exists";
@@ -239,6 +239,7 @@ fn deployment_image(d: &DynamicObject) -> Option<&str> {
 fn spawn_watch<K, P, G>(
     api: Api<K>,
     observed: Observed,
+    synced: Arc<std::sync::atomic::AtomicUsize>,
     present: P,
     gone: G,
 ) -> tokio::task::JoinHandle<()>
@@ -279,6 +280,7 @@ where
                     }
                 }
                 watcher::Event::InitDone => {
+                    synced.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     for pr in live.difference(&relisted) {
                         gone(seen.entry(*pr).or_default(), now);
                     }
@@ -298,6 +300,8 @@ where
 /// The harness's watches; they stop when this is dropped.
 struct Watches {
     observed: Observed,
+    /// How many initial lists completed (each watch adds one per (re)list).
+    synced: Arc<std::sync::atomic::AtomicUsize>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -310,15 +314,17 @@ impl Drop for Watches {
 }
 
 /// Starts the Deployment and Service watches (see [`wait_watches`] for when they are open).
-fn watch_objects(client: &Client) -> Watches {
+fn watch_objects(client: &Client, ns: &str) -> Watches {
     let observed: Observed = Arc::default();
+    let synced: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
     let deployments = spawn_watch(
         Api::<DynamicObject>::namespaced_with(
             client.clone(),
-            "default",
+            ns,
             &ApiResource::erase::<Deployment>(&()),
         ),
         observed.clone(),
+        synced.clone(),
         |s, d, now| {
             s.deployment_present = true;
             if let Some(i) = deployment_image(d).and_then(index_of_image) {
@@ -335,10 +341,11 @@ fn watch_objects(client: &Client) -> Watches {
     let services = spawn_watch(
         Api::<DynamicObject>::namespaced_with(
             client.clone(),
-            "default",
+            ns,
             &ApiResource::erase::<Service>(&()),
         ),
         observed.clone(),
+        synced.clone(),
         |s, _, now| {
             s.service_present = true;
             s.service.get_or_insert(now);
@@ -352,27 +359,17 @@ fn watch_objects(client: &Client) -> Watches {
     );
     Watches {
         observed,
+        synced,
         tasks: vec![deployments, services],
     }
 }
 
-/// Waits until both harness watches have their watch stream open on the stand-in.
-async fn wait_watches(stack: &Stack) {
+/// Waits until both harness watches have listed their kind (their watch streams follow).
+async fn wait_watches(watches: &Watches) {
     crate::harness::wait_for(
         "the harness's Deployment and Service watches",
         Duration::from_secs(30),
-        || async {
-            let log = stack.standin().requests();
-            let open = |res: &str| {
-                log.iter().any(|r| {
-                    r.method == "GET"
-                        && r.path.ends_with(res)
-                        && r.query.contains("watch=")
-                        && r.query.contains("labelSelector")
-                })
-            };
-            (open("/deployments") && open("/services")).then_some(())
-        },
+        || async { (watches.synced.load(std::sync::atomic::Ordering::SeqCst) >= 2).then_some(()) },
     )
     .await;
 }
@@ -595,9 +592,9 @@ async fn start(args: &Args, replicas: u8, queue: &str) -> (Stack, Vec<ApplierPro
         appliers.push(
             ApplierProcess::start(
                 &stack.queues.url,
-                &stack.kubeconfig,
+                &stack.applier_kubeconfig,
                 &stack.sqs.env(),
-                &stack.options.applier_args,
+                &stack.applier_args(),
             )
             .await,
         );
@@ -743,14 +740,14 @@ pub async fn run_once(
     let queue = format!("loadbench-{label}-{}", std::process::id());
     eprintln!("[{label}] starting the stack ({replicas} applier replica(s))");
     let (stack, appliers) = start(args, replicas, &queue).await;
-    let watches = watch_objects(&stack.client);
-    wait_watches(&stack).await;
+    let watches = watch_objects(&stack.client, &stack.ns);
+    wait_watches(&watches).await;
     let observed = &watches.observed;
     let events = match live {
         Some(n) => plan(n, 0, false),
         None => plan(args.prs, args.pushes, true),
     };
-    stack.standin().clear_requests();
+    stack.proxy.clear_requests();
     let cpu_before = cpu_snapshot();
     let stack = Arc::new(stack);
     eprintln!(
@@ -764,7 +761,7 @@ pub async fn run_once(
     let missing = wait_applied(observed, &events, &sent, timeout).await;
     wait_drained(&stack, Duration::from_secs(60)).await;
     let cpu = cpu_used(&cpu_before, &cpu_snapshot());
-    let log = stack.standin().requests();
+    let log = stack.proxy.requests();
     let mut peak_rss_kib = Vec::new();
     let mut rss_kib = Vec::new();
     for a in &appliers {

@@ -55,7 +55,7 @@ pub async fn play(
         .await;
     stack
         .wait_deployment_image(
-            "default",
+            &stack.ns,
             "reviewapp-sample-pr123",
             "ghcr.io/stefanprodan/podinfo:pr123-32f7bfe",
         )
@@ -65,7 +65,7 @@ pub async fn play(
             &exists("Service"),
             "v1",
             "Service",
-            "default",
+            &stack.ns,
             "reviewapp-sample-pr123",
             |o| o.is_some(),
         )
@@ -76,14 +76,14 @@ pub async fn play(
                 &exists(kind),
                 api_version,
                 kind,
-                "default",
+                &stack.ns,
                 "reviewapp-sample-pr123",
                 |o| o.is_some(),
             )
             .await;
     }
     let pr = stack
-        .wait_pr_phase("default", "reviewapp-sample-pr123", Phase::Applied)
+        .wait_pr_phase(&stack.ns, "reviewapp-sample-pr123", Phase::Applied)
         .await;
     let status = pr.status.unwrap_or_default();
     assert_eq!(status.commit_short.as_deref(), Some("32f7bfe"));
@@ -96,7 +96,7 @@ pub async fn play(
         .await;
     stack
         .wait_deployment_image(
-            "default",
+            &stack.ns,
             "reviewapp-sample-pr124",
             "ghcr.io/stefanprodan/podinfo:pr124-32f7bfe",
         )
@@ -106,13 +106,13 @@ pub async fn play(
             "Service of PR 124",
             "v1",
             "Service",
-            "default",
+            &stack.ns,
             "reviewapp-sample-pr124",
             |o| o.is_some(),
         )
         .await;
     stack
-        .wait_pr_phase("default", "reviewapp-sample-pr124", Phase::Applied)
+        .wait_pr_phase(&stack.ns, "reviewapp-sample-pr124", Phase::Applied)
         .await;
     after_step(1).await;
 
@@ -122,7 +122,7 @@ pub async fn play(
         .await;
     stack
         .wait_deployment_image(
-            "default",
+            &stack.ns,
             "reviewapp-sample-pr123",
             "ghcr.io/stefanprodan/podinfo:pr123-d0451ad",
         )
@@ -134,27 +134,27 @@ pub async fn play(
     merged.merged = true;
     stack.deliver(&merged, &id(4)).await;
     stack
-        .wait_gone("apps/v1", "Deployment", "default", "reviewapp-sample-pr123")
+        .wait_gone("apps/v1", "Deployment", &stack.ns, "reviewapp-sample-pr123")
         .await;
     stack
-        .wait_gone("v1", "Service", "default", "reviewapp-sample-pr123")
+        .wait_gone("v1", "Service", &stack.ns, "reviewapp-sample-pr123")
         .await;
     for (api_version, kind) in extra_kinds {
         stack
-            .wait_gone(api_version, kind, "default", "reviewapp-sample-pr123")
+            .wait_gone(api_version, kind, &stack.ns, "reviewapp-sample-pr123")
             .await;
     }
     let tombstone = stack
-        .wait_pr_phase("default", "reviewapp-sample-pr123", Phase::Closed)
+        .wait_pr_phase(&stack.ns, "reviewapp-sample-pr123", Phase::Closed)
         .await;
     assert!(tombstone.status.unwrap_or_default().inventory.is_empty());
     assert_eq!(
-        stack.names("apps/v1", "Deployment", "default").await,
+        stack.names("apps/v1", "Deployment", &stack.ns).await,
         ["reviewapp-sample-pr124"]
     );
     assert_eq!(
         stack
-            .names("v1", "Service", "default")
+            .names("v1", "Service", &stack.ns)
             .await
             .into_iter()
             .filter(|n| n != "kubernetes")
@@ -163,14 +163,14 @@ pub async fn play(
     );
     stack
         .wait_deployment_image(
-            "default",
+            &stack.ns,
             "reviewapp-sample-pr124",
             "ghcr.io/stefanprodan/podinfo:pr124-32f7bfe",
         )
         .await;
     for (api_version, kind) in extra_kinds {
         assert_eq!(
-            stack.names(api_version, kind, "default").await,
+            stack.names(api_version, kind, &stack.ns).await,
             ["reviewapp-sample-pr124"]
         );
     }

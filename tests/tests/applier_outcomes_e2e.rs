@@ -10,7 +10,8 @@ use std::time::Duration;
 use kube::Api;
 use kubetempura_applier::send_event::Delivery;
 use kubetempura_common::crd::{Phase, ReviewApp};
-use kubetempura_tests::harness::stack::{Stack, StackOptions, apply_file};
+use kubetempura_tests::harness::kubeapi::apply_file;
+use kubetempura_tests::harness::stack::{Stack, StackOptions};
 use kubetempura_tests::harness::wait_for;
 
 const SHA: &str = "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7";
@@ -40,7 +41,7 @@ async fn a_refused_kind_is_recorded_on_both_statuses_and_as_an_event_and_the_mes
         "ra.yaml",
         "apiVersion: kubetempura.mercari.com/v1\nkind: ReviewApp\nmetadata: {name: risky, namespace: default}\nspec:\n  githubRepository: https://github.com/o/risky\n  resources:\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: 'cm-{{PR_NUMBER}}'}, data: {a: b}}\n  - {apiVersion: rbac.authorization.k8s.io/v1, kind: ClusterRoleBinding, metadata: {name: 'pwn-{{PR_NUMBER}}'}, roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}, subjects: [{kind: User, name: mallory}]}\n",
     );
-    apply_file(&stack.client, &ra).await;
+    apply_file(&stack.client, &ra, Some(&stack.ns)).await;
     stack
         .enqueue(
             &Delivery::new("https://github.com/o/risky", 7, SHA, "opened"),
@@ -49,14 +50,14 @@ async fn a_refused_kind_is_recorded_on_both_statuses_and_as_an_event_and_the_mes
         .await;
 
     let pr = stack
-        .wait_pr_phase("default", "risky-pr7", Phase::Failed)
+        .wait_pr_phase(&stack.ns, "risky-pr7", Phase::Failed)
         .await;
     let message = pr.status.unwrap().message.unwrap();
     assert!(
         message.contains("ClusterRoleBinding.rbac.authorization.k8s.io grants privileges"),
         "{message}"
     );
-    let apps: Api<ReviewApp> = Api::namespaced(stack.client.clone(), "default");
+    let apps: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
     let app = wait_for(
         "the ReviewApp's TemplateValid=False",
         Duration::from_secs(30),
@@ -84,13 +85,13 @@ async fn a_refused_kind_is_recorded_on_both_statuses_and_as_an_event_and_the_mes
     // Nothing of the environment was created, not even the harmless ConfigMap.
     assert!(
         stack
-            .names("v1", "ConfigMap", "default")
+            .names("v1", "ConfigMap", &stack.ns)
             .await
             .iter()
             .all(|n| n != "cm-7")
     );
     // A Warning Event names the PR object.
-    let events = stack.api("events.k8s.io/v1", "Event", "default").await;
+    let events = stack.api("events.k8s.io/v1", "Event", &stack.ns).await;
     let warning = wait_for("the InvalidTemplate Event", Duration::from_secs(30), || {
         let events = events.clone();
         async move {
@@ -136,7 +137,7 @@ async fn fork_prs_are_skipped_by_default_with_the_reason_and_no_reviewapp_is_cou
     fork.author = "mallory".into();
     stack.enqueue(&fork, "fork-1").await;
     let pr = stack
-        .wait_pr_phase("default", "reviewapp-sample-pr9", Phase::Skipped)
+        .wait_pr_phase(&stack.ns, "reviewapp-sample-pr9", Phase::Skipped)
         .await;
     let message = pr.status.unwrap().message.unwrap();
     assert!(
@@ -145,7 +146,7 @@ async fn fork_prs_are_skipped_by_default_with_the_reason_and_no_reviewapp_is_cou
     );
     assert!(
         stack
-            .names("apps/v1", "Deployment", "default")
+            .names("apps/v1", "Deployment", &stack.ns)
             .await
             .is_empty()
     );

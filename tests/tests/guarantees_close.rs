@@ -16,8 +16,13 @@ use kubetempura_tests::harness::wait_for;
 const RETENTION_SECS: i64 = 6;
 
 async fn assert_no_objects(stack: &Stack) {
-    assert!(stack.names("apps/v1", "Deployment", NS).await.is_empty());
-    assert!(stack.names("v1", "Service", NS).await.is_empty());
+    assert!(
+        stack
+            .names("apps/v1", "Deployment", &stack.ns)
+            .await
+            .is_empty()
+    );
+    assert!(stack.names("v1", "Service", &stack.ns).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -39,16 +44,18 @@ async fn a_closed_pr_stays_closed_until_reopened_and_its_tombstone_is_collected_
         .enqueue(&delivery(pr, &sha(1), "opened", 0), "open")
         .await;
     stack
-        .wait_deployment_image(NS, &name, &image(pr, &sha(1)))
+        .wait_deployment_image(&stack.ns, &name, &image(pr, &sha(1)))
         .await;
 
     // Closed at minute 10: everything goes, a tombstone stays.
     let close = stack
         .enqueue(&delivery(pr, &sha(1), "closed", 10), "close")
         .await;
-    stack.wait_gone("apps/v1", "Deployment", NS, &name).await;
-    stack.wait_gone("v1", "Service", NS, &name).await;
-    let tombstone = stack.wait_pr_phase(NS, &name, Phase::Closed).await;
+    stack
+        .wait_gone("apps/v1", "Deployment", &stack.ns, &name)
+        .await;
+    stack.wait_gone("v1", "Service", &stack.ns, &name).await;
+    let tombstone = stack.wait_pr_phase(&stack.ns, &name, Phase::Closed).await;
     assert!(tombstone.spec.closed);
     assert!(tombstone.status.as_ref().unwrap().inventory.is_empty());
     assert!(tombstone.status.as_ref().unwrap().closed_at.is_some());
@@ -95,9 +102,9 @@ async fn a_closed_pr_stays_closed_until_reopened_and_its_tombstone_is_collected_
         .enqueue(&delivery(pr, &sha(1), "reopened", 12), "reopen")
         .await;
     stack
-        .wait_deployment_image(NS, &name, &image(pr, &sha(1)))
+        .wait_deployment_image(&stack.ns, &name, &image(pr, &sha(1)))
         .await;
-    let reopened = stack.wait_pr_phase(NS, &name, Phase::Applied).await;
+    let reopened = stack.wait_pr_phase(&stack.ns, &name, Phase::Applied).await;
     assert!(!reopened.spec.closed);
     assert!(get(&stack, "v1", "Service", &name).await.is_some());
 
@@ -105,7 +112,7 @@ async fn a_closed_pr_stays_closed_until_reopened_and_its_tombstone_is_collected_
     stack
         .enqueue(&delivery(pr, &sha(1), "closed", 13), "close-2")
         .await;
-    let tombstone = stack.wait_pr_phase(NS, &name, Phase::Closed).await;
+    let tombstone = stack.wait_pr_phase(&stack.ns, &name, Phase::Closed).await;
     let closed_at = chrono::DateTime::parse_from_rfc3339(
         tombstone.status.unwrap().closed_at.as_deref().unwrap(),
     )

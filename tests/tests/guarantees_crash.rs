@@ -25,8 +25,14 @@ async fn a_crash_in_the_middle_of_a_batch_loses_no_message() {
     for pr in prs {
         // Each first apply of a Deployment is slow.
         stack
-            .standin()
-            .add_fault(delay_on("PATCH", DEPLOYMENTS, &env_name(pr), 2_000, 1))
+            .proxy
+            .add_fault(delay_on(
+                "PATCH",
+                &deployments(&stack),
+                &env_name(pr),
+                2_000,
+                1,
+            ))
             .unwrap();
         stack
             .enqueue(
@@ -40,7 +46,7 @@ async fn a_crash_in_the_middle_of_a_batch_loses_no_message() {
     wait_for(
         "a delayed Deployment apply in progress",
         Duration::from_secs(30),
-        || async { (active_faults(&stack).await.len() < prs.len()).then_some(()) },
+        || async { (active_faults(&stack).len() < prs.len()).then_some(()) },
     )
     .await;
     stack.applier().signal(Signal::SIGKILL);
@@ -63,12 +69,14 @@ async fn a_crash_in_the_middle_of_a_batch_loses_no_message() {
     for pr in prs {
         stack
             .wait_deployment_image(
-                NS,
+                &stack.ns,
                 &env_name(pr),
                 &image(pr, &sha(u32::try_from(pr).unwrap())),
             )
             .await;
-        stack.wait_pr_phase(NS, &env_name(pr), Phase::Applied).await;
+        stack
+            .wait_pr_phase(&stack.ns, &env_name(pr), Phase::Applied)
+            .await;
     }
     stack.wait_queue_drained().await;
     assert_eq!(dlq_depth(&stack).await, 0);
@@ -100,8 +108,14 @@ async fn sigterm_stops_receiving_finishes_in_flight_work_and_exits_within_the_gr
     ))
     .await;
     stack
-        .standin()
-        .add_fault(delay_on("PATCH", DEPLOYMENTS, &env_name(35), 3_000, 1))
+        .proxy
+        .add_fault(delay_on(
+            "PATCH",
+            &deployments(&stack),
+            &env_name(35),
+            3_000,
+            1,
+        ))
         .unwrap();
     stack
         .enqueue(&delivery(35, &sha(1), "opened", 0), "in-flight")
@@ -109,7 +123,7 @@ async fn sigterm_stops_receiving_finishes_in_flight_work_and_exits_within_the_gr
     wait_for(
         "the delayed Deployment apply in progress",
         Duration::from_secs(30),
-        || async { active_faults(&stack).await.is_empty().then_some(()) },
+        || async { active_faults(&stack).is_empty().then_some(()) },
     )
     .await;
     let signalled = Instant::now();
@@ -135,9 +149,11 @@ async fn sigterm_stops_receiving_finishes_in_flight_work_and_exits_within_the_gr
 
     // The in-flight event was applied completely and acknowledged.
     stack
-        .wait_deployment_image(NS, &env_name(35), &image(35, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(35), &image(35, &sha(1)))
         .await;
-    let pr = stack.wait_pr_phase(NS, &env_name(35), Phase::Applied).await;
+    let pr = stack
+        .wait_pr_phase(&stack.ns, &env_name(35), Phase::Applied)
+        .await;
     assert_eq!(pr.status.unwrap().inventory.len(), 2);
     assert_eq!(handled_for(&log, 35).len(), 1, "{log}");
     // The later one was not taken: it is the only message left.

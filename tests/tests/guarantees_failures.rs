@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use guarantees_support::*;
 use kubetempura_common::crd::Phase;
 use kubetempura_common::event::PrEvent;
+use kubetempura_tests::harness::faults::FaultRule;
 use kubetempura_tests::harness::stack::{Stack, StackOptions};
-use kubetempura_tests::standin::FaultRule;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_api_errors_is_retried_until_the_environment_is_correct() {
@@ -22,16 +22,24 @@ async fn a_burst_of_api_errors_is_retried_until_the_environment_is_correct() {
     })
     .await;
     stack
-        .standin()
-        .add_fault(fault_on("PATCH", DEPLOYMENTS, &env_name(10), 503, 3))
+        .proxy
+        .add_fault(fault_on(
+            "PATCH",
+            &deployments(&stack),
+            &env_name(10),
+            503,
+            3,
+        ))
         .unwrap();
     stack
         .enqueue(&delivery(10, &sha(1), "opened", 0), "burst-1")
         .await;
     stack
-        .wait_deployment_image(NS, &env_name(10), &image(10, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(10), &image(10, &sha(1)))
         .await;
-    let pr = stack.wait_pr_phase(NS, &env_name(10), Phase::Applied).await;
+    let pr = stack
+        .wait_pr_phase(&stack.ns, &env_name(10), Phase::Applied)
+        .await;
     assert_eq!(pr.status.unwrap().inventory.len(), 2);
     assert!(get(&stack, "v1", "Service", &env_name(10)).await.is_some());
     stack.wait_queue_drained().await;
@@ -48,10 +56,10 @@ async fn a_permanent_api_error_ends_in_the_dead_letter_queue_logged_and_counted(
     })
     .await;
     stack
-        .standin()
+        .proxy
         .add_fault(FaultRule {
             count: None,
-            ..fault_on("PATCH", DEPLOYMENTS, &env_name(11), 503, 0)
+            ..fault_on("PATCH", &deployments(&stack), &env_name(11), 503, 0)
         })
         .unwrap();
     stack
@@ -62,7 +70,7 @@ async fn a_permanent_api_error_ends_in_the_dead_letter_queue_logged_and_counted(
         .enqueue(&delivery(12, &sha(2), "opened", 0), "healthy-1")
         .await;
     stack
-        .wait_deployment_image(NS, &env_name(12), &image(12, &sha(2)))
+        .wait_deployment_image(&stack.ns, &env_name(12), &image(12, &sha(2)))
         .await;
 
     let bodies = wait_dlq(&stack, Duration::from_secs(60)).await;
@@ -117,10 +125,10 @@ async fn a_poison_message_reaches_the_dead_letter_queue_quickly_without_holding_
         .await;
 
     stack
-        .wait_deployment_image(NS, &env_name(13), &image(13, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(13), &image(13, &sha(1)))
         .await;
     stack
-        .wait_deployment_image(NS, &env_name(14), &image(14, &sha(2)))
+        .wait_deployment_image(&stack.ns, &env_name(14), &image(14, &sha(2)))
         .await;
     let valid_applied = started.elapsed();
     stack.wait_queue_drained().await;

@@ -69,10 +69,10 @@ async fn messages_of_one_pr_in_one_receive_batch_are_applied_in_queue_order() {
     assert_eq!(stack.applier().metric(&acked("stale")).await, 0.0);
     assert_eq!(stack.applier().metric(RECEIVED).await, 9.0);
     stack
-        .wait_deployment_image(NS, &env_name(1), &image(1, &sha(5)))
+        .wait_deployment_image(&stack.ns, &env_name(1), &image(1, &sha(5)))
         .await;
     stack
-        .wait_deployment_image(NS, &env_name(2), &image(2, &sha(104)))
+        .wait_deployment_image(&stack.ns, &env_name(2), &image(2, &sha(104)))
         .await;
 }
 
@@ -90,12 +90,18 @@ async fn a_failing_message_holds_back_the_later_messages_of_its_pr() {
         .await;
     // The first two applies of PR 3's Deployment fail: its first message fails twice.
     stack
-        .standin()
-        .add_fault(fault_on("PATCH", DEPLOYMENTS, &env_name(3), 503, 2))
+        .proxy
+        .add_fault(fault_on(
+            "PATCH",
+            &deployments(&stack),
+            &env_name(3),
+            503,
+            2,
+        ))
         .unwrap();
     stack.start_applier().await;
     stack
-        .wait_deployment_image(NS, &env_name(4), &image(4, &sha(50)))
+        .wait_deployment_image(&stack.ns, &env_name(4), &image(4, &sha(50)))
         .await;
     stack.wait_queue_drained().await;
     wait_acked(&stack, 5.0).await;
@@ -119,7 +125,7 @@ async fn a_failing_message_holds_back_the_later_messages_of_its_pr() {
     assert_eq!(failures.len(), 2, "{log}");
     assert!(failures.iter().all(|&i| i < first_success), "{log}");
     stack
-        .wait_deployment_image(NS, &env_name(3), &image(3, &sha(4)))
+        .wait_deployment_image(&stack.ns, &env_name(3), &image(3, &sha(4)))
         .await;
     assert_eq!(dlq_depth(&stack).await, 0);
 }
@@ -139,10 +145,12 @@ async fn an_event_older_than_the_recorded_one_is_acknowledged_as_stale() {
     stack.wait_queue_drained().await;
 
     let dep = stack
-        .wait_deployment_image(NS, &env_name(5), &image(5, &b))
+        .wait_deployment_image(&stack.ns, &env_name(5), &image(5, &b))
         .await;
     assert_eq!(dep.metadata.generation, Some(1), "A was never applied");
-    let pr = stack.wait_pr_phase(NS, &env_name(5), Phase::Applied).await;
+    let pr = stack
+        .wait_pr_phase(&stack.ns, &env_name(5), Phase::Applied)
+        .await;
     assert_eq!(pr.spec.head_sha, b);
     assert_eq!(
         pr.status.unwrap().applied_commit.as_deref(),
@@ -176,9 +184,11 @@ async fn duplicate_deliveries_leave_the_cluster_as_one_delivery_would() {
     let d = delivery(6, &sha(1), "opened", 0);
     let event = stack.enqueue(&d, "dup-1").await;
     stack
-        .wait_deployment_image(NS, &env_name(6), &image(6, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(6), &image(6, &sha(1)))
         .await;
-    stack.wait_pr_phase(NS, &env_name(6), Phase::Applied).await;
+    stack
+        .wait_pr_phase(&stack.ns, &env_name(6), Phase::Applied)
+        .await;
     stack.wait_queue_drained().await;
     let dep = get(&stack, "apps/v1", "Deployment", &env_name(6))
         .await
@@ -208,9 +218,9 @@ async fn duplicate_deliveries_leave_the_cluster_as_one_delivery_would() {
     assert_eq!(pr_after.spec, pr_before.spec);
     assert_eq!(pr_after.status.unwrap().inventory.len(), 2);
     assert_eq!(
-        stack.names("apps/v1", "Deployment", NS).await,
+        stack.names("apps/v1", "Deployment", &stack.ns).await,
         [env_name(6)]
     );
-    assert_eq!(stack.names("v1", "Service", NS).await, [env_name(6)]);
+    assert_eq!(stack.names("v1", "Service", &stack.ns).await, [env_name(6)]);
     assert_eq!(dlq_depth(&stack).await, 0);
 }

@@ -12,8 +12,8 @@ use kube::api::{DeleteParams, Patch, PatchParams};
 use kubetempura_common::crd::Phase;
 use kubetempura_common::event::PrEvent;
 use kubetempura_tests::harness::applier::stop_gracefully;
+use kubetempura_tests::harness::faults::FaultRule;
 use kubetempura_tests::harness::stack::{Stack, StackOptions};
-use kubetempura_tests::standin::FaultRule;
 use serde_json::json;
 
 async fn open(stack: &Stack, pr: u64) {
@@ -21,20 +21,22 @@ async fn open(stack: &Stack, pr: u64) {
         .enqueue(&delivery(pr, &sha(1), "opened", 0), &format!("open-{pr}"))
         .await;
     stack
-        .wait_deployment_image(NS, &env_name(pr), &image(pr, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(pr), &image(pr, &sha(1)))
         .await;
-    stack.wait_pr_phase(NS, &env_name(pr), Phase::Applied).await;
+    stack
+        .wait_pr_phase(&stack.ns, &env_name(pr), Phase::Applied)
+        .await;
 }
 
 async fn delete_deployment(stack: &Stack, pr: u64) {
     stack
-        .api("apps/v1", "Deployment", NS)
+        .api("apps/v1", "Deployment", &stack.ns)
         .await
         .delete(&env_name(pr), &DeleteParams::default())
         .await
         .unwrap();
     stack
-        .wait_gone("apps/v1", "Deployment", NS, &env_name(pr))
+        .wait_gone("apps/v1", "Deployment", &stack.ns, &env_name(pr))
         .await;
 }
 
@@ -43,11 +45,11 @@ async fn change_image(stack: &Stack, pr: u64) {
     let body = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": env_name(pr), "namespace": NS},
+        "metadata": {"name": env_name(pr), "namespace": &stack.ns},
         "spec": {"template": {"spec": {"containers": [{"name": "sample", "image": "intruder:latest"}]}}},
     });
     stack
-        .api("apps/v1", "Deployment", NS)
+        .api("apps/v1", "Deployment", &stack.ns)
         .await
         .patch(
             &env_name(pr),
@@ -57,7 +59,7 @@ async fn change_image(stack: &Stack, pr: u64) {
         .await
         .unwrap();
     stack
-        .wait_deployment_image(NS, &env_name(pr), "intruder:latest")
+        .wait_deployment_image(&stack.ns, &env_name(pr), "intruder:latest")
         .await;
 }
 
@@ -74,10 +76,10 @@ async fn resync_on_start_restores_what_changed_while_the_applier_was_down() {
     change_image(&stack, 51).await;
     stack.start_applier().await;
     stack
-        .wait_deployment_image(NS, &env_name(50), &image(50, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(50), &image(50, &sha(1)))
         .await;
     stack
-        .wait_deployment_image(NS, &env_name(51), &image(51, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(51), &image(51, &sha(1)))
         .await;
     assert_eq!(stack.applier().metric(RECEIVED).await, 0.0);
 }
@@ -88,11 +90,11 @@ async fn periodic_resync_repairs_drift_without_a_webhook() {
     open(&stack, 52).await;
     delete_deployment(&stack, 52).await;
     stack
-        .wait_deployment_image(NS, &env_name(52), &image(52, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(52), &image(52, &sha(1)))
         .await;
     change_image(&stack, 52).await;
     stack
-        .wait_deployment_image(NS, &env_name(52), &image(52, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(52), &image(52, &sha(1)))
         .await;
     assert_eq!(stack.applier().metric(RECEIVED).await, 1.0);
 }
@@ -107,10 +109,10 @@ async fn resync_finishes_a_half_done_close() {
     open(&stack, 53).await;
     // The close cannot delete the Deployment: it is retried, then dead-lettered.
     stack
-        .standin()
+        .proxy
         .add_fault(FaultRule {
             count: None,
-            ..fault_on("DELETE", DEPLOYMENTS, &env_name(53), 503, 0)
+            ..fault_on("DELETE", &deployments(&stack), &env_name(53), 503, 0)
         })
         .unwrap();
     stack
@@ -132,12 +134,16 @@ async fn resync_finishes_a_half_done_close() {
 
     // The API recovers; the resync finishes the close without any new event.
     let received = stack.applier().metric(RECEIVED).await;
-    stack.standin().clear_faults();
+    stack.proxy.clear_faults();
     stack
-        .wait_gone("apps/v1", "Deployment", NS, &env_name(53))
+        .wait_gone("apps/v1", "Deployment", &stack.ns, &env_name(53))
         .await;
-    stack.wait_gone("v1", "Service", NS, &env_name(53)).await;
-    let tombstone = stack.wait_pr_phase(NS, &env_name(53), Phase::Closed).await;
+    stack
+        .wait_gone("v1", "Service", &stack.ns, &env_name(53))
+        .await;
+    let tombstone = stack
+        .wait_pr_phase(&stack.ns, &env_name(53), Phase::Closed)
+        .await;
     let status = tombstone.status.unwrap();
     assert!(status.inventory.is_empty());
     assert!(status.closed_at.is_some());

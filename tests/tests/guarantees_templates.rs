@@ -25,7 +25,7 @@ fn sample_app() -> Value {
 
 /// Applies the ReviewApp as `kubectl apply --server-side` would; returns its new generation.
 async fn apply_app(stack: &Stack, app: &Value) -> i64 {
-    let api: Api<ReviewApp> = Api::namespaced(stack.client.clone(), NS);
+    let api: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
     let out = api
         .patch(
             "reviewapp-sample",
@@ -40,7 +40,7 @@ async fn apply_app(stack: &Stack, app: &Value) -> i64 {
 async fn create(stack: &Stack, api_version: &str, kind: &str, body: Value) -> DynamicObject {
     let name = body["metadata"]["name"].as_str().unwrap().to_owned();
     stack
-        .api(api_version, kind, NS)
+        .api(api_version, kind, &stack.ns)
         .await
         .patch(
             &name,
@@ -107,7 +107,9 @@ async fn objects_a_template_stops_producing_are_pruned_and_nothing_else_is_touch
     let generation = apply_app(&stack, &app).await;
     assert_eq!(generation, 2);
     for pr in [40, 41] {
-        stack.wait_gone("v1", "Service", NS, &env_name(pr)).await;
+        stack
+            .wait_gone("v1", "Service", &stack.ns, &env_name(pr))
+            .await;
         let status = wait_applied_generation(&stack, pr, 2).await.status.unwrap();
         assert_eq!(status.inventory.len(), 1);
         assert_eq!(status.inventory[0].kind, "Deployment");
@@ -123,7 +125,7 @@ async fn objects_a_template_stops_producing_are_pruned_and_nothing_else_is_touch
         .enqueue(&delivery(40, &sha(1), "closed", 1), "close-40")
         .await;
     stack
-        .wait_gone("apps/v1", "Deployment", NS, &env_name(40))
+        .wait_gone("apps/v1", "Deployment", &stack.ns, &env_name(40))
         .await;
     stack.wait_queue_drained().await;
     for before in &foreign {
@@ -136,7 +138,7 @@ async fn objects_a_template_stops_producing_are_pruned_and_nothing_else_is_touch
         assert_eq!(versions(&after), versions(before), "{kind} {name} changed");
     }
     assert_eq!(
-        stack.names("v1", "Service", NS).await,
+        stack.names("v1", "Service", &stack.ns).await,
         [format!("{}-db", env_name(40))]
     );
     assert_eq!(
@@ -159,7 +161,9 @@ async fn editing_a_reviewapp_rerenders_every_open_environment_without_a_webhook(
     stack
         .enqueue(&delivery(44, &sha(1), "closed", 1), "close-44")
         .await;
-    stack.wait_pr_phase(NS, &env_name(44), Phase::Closed).await;
+    stack
+        .wait_pr_phase(&stack.ns, &env_name(44), Phase::Closed)
+        .await;
     stack.wait_queue_drained().await;
     let received = stack.applier().metric(RECEIVED).await;
 
@@ -171,7 +175,7 @@ async fn editing_a_reviewapp_rerenders_every_open_environment_without_a_webhook(
     for pr in [42, 43] {
         stack
             .wait_deployment_image(
-                NS,
+                &stack.ns,
                 &env_name(pr),
                 &format!(
                     "ghcr.io/stefanprodan/podinfo:edited-pr{pr}-{}",
@@ -199,15 +203,17 @@ async fn deleting_a_reviewapp_removes_its_environments() {
         open(&stack, pr).await;
         wait_applied_generation(&stack, pr, 1).await;
     }
-    let api: Api<ReviewApp> = Api::namespaced(stack.client.clone(), NS);
+    let api: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
     api.delete("reviewapp-sample", &DeleteParams::default())
         .await
         .unwrap();
     for pr in [45, 46] {
         stack
-            .wait_gone("apps/v1", "Deployment", NS, &env_name(pr))
+            .wait_gone("apps/v1", "Deployment", &stack.ns, &env_name(pr))
             .await;
-        stack.wait_gone("v1", "Service", NS, &env_name(pr)).await;
+        stack
+            .wait_gone("v1", "Service", &stack.ns, &env_name(pr))
+            .await;
         wait_for(
             &format!("PR object {pr} to be deleted"),
             Duration::from_secs(30),
@@ -221,6 +227,11 @@ async fn deleting_a_reviewapp_removes_its_environments() {
         .await;
     wait_metric(&stack, &acked("no_reviewapp"), 1.0).await;
     stack.wait_queue_drained().await;
-    assert!(stack.names("apps/v1", "Deployment", NS).await.is_empty());
+    assert!(
+        stack
+            .names("apps/v1", "Deployment", &stack.ns)
+            .await
+            .is_empty()
+    );
     assert!(get_pr(&stack, 45).await.is_none());
 }

@@ -1,5 +1,6 @@
 //! The Kubernetes install under `infra/` and every example under `infra/examples/`, applied with
-//! the real kubectl (`make deps` installs it into `.venv`) to the kube-standin API server:
+//! the real kubectl (`make deps` installs it into `.venv`) to the real control plane of the test
+//! run (tests/controlplane), which validates every object as a cluster does:
 //!
 //! - every example ReviewApp applies server-side and reads back unchanged, and what it renders
 //!   (`kubetempura render`, in process) applies too, custom kinds included (with the fixture
@@ -19,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use kubetempura_applier::render_cmd::{self, RenderArgs};
+use kubetempura_tests::harness::controlplane::Cluster;
 use kubetempura_tests::harness::{tools, wait_for};
-use kubetempura_tests::standin::StandIn;
 use serde_json::{Value, json};
 
 const SHA: &str = "32f7bfe8b7279912ce1eb6dfb6653ee297936cf7";
@@ -98,9 +99,10 @@ struct Out {
     stderr: String,
 }
 
-/// A stand-in and a kubectl configured for it, with private cache and home directories.
+/// The control plane and a kubectl configured for it (as its administrator), with private
+/// cache and home directories.
 struct Kubectl {
-    _standin: StandIn,
+    _cluster: Cluster,
     bin: PathBuf,
     kubeconfig: PathBuf,
     dir: tempfile::TempDir,
@@ -108,18 +110,17 @@ struct Kubectl {
 
 impl Kubectl {
     async fn start() -> Kubectl {
-        let standin = StandIn::start_loopback().await.expect("stand-in starts");
+        let cluster = Cluster::connect(None).await;
         let dir = tempfile::tempdir().expect("temp dir");
-        let kubeconfig = dir.path().join("kubeconfig");
-        standin.write_kubeconfig(&kubeconfig).expect("kubeconfig");
+        let kubeconfig = cluster.kubeconfig.clone();
         let k = Kubectl {
-            _standin: standin,
+            _cluster: cluster,
             bin: tools::kubectl(),
             kubeconfig,
             dir,
         };
         wait_for(
-            "kubectl to reach the stand-in",
+            "kubectl to reach the control plane",
             Duration::from_secs(20),
             || {
                 let k = &k;
@@ -224,7 +225,7 @@ fn render(path: &Path) -> String {
 }
 
 #[tokio::test]
-async fn every_example_and_what_it_renders_apply_server_side_to_the_standin() {
+async fn every_example_and_what_it_renders_apply_server_side_to_the_control_plane() {
     let k = Kubectl::start().await;
     k.apply_crds(&workspace().join("infra/crds/crds.yaml"))
         .await;
@@ -402,7 +403,7 @@ async fn applier_settings(k: &Kubectl, objects: &[Value]) -> (Value, Value) {
 }
 
 #[tokio::test]
-async fn the_install_and_every_overlay_apply_server_side_to_the_standin() {
+async fn the_install_and_every_overlay_apply_server_side_to_the_control_plane() {
     let k = Kubectl::start().await;
 
     // The base: `kubectl apply -k infra/`.

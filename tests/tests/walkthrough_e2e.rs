@@ -1,7 +1,8 @@
 //! The announcement's walkthrough (../shared/examples/WALKTHROUGH.md) across real processes:
-//! the SQS emulator, the webhook function under `cargo lambda watch`, `kubetempura run`, and
-//! the Kubernetes stand-in with the generated CRDs and the example ReviewApp applied. Signed
-//! deliveries are POSTed to the function URL as GitHub sends them.
+//! the SQS emulator, the webhook function under `cargo lambda watch`, `kubetempura run` under
+//! infra/'s RBAC, and a real Kubernetes control plane (or, with `KUBETEMPURA_E2E_KUBECONFIG`,
+//! any cluster) with the generated CRDs and the example ReviewApp applied. Signed deliveries are
+//! POSTed to the function URL as GitHub sends them.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
@@ -12,7 +13,7 @@ async fn play_walkthrough(stack: &Stack, extra_kinds: &[(&str, &str)]) {
     play(stack, extra_kinds, async |_| {}).await;
     // The labels and owner references are in place on what remains.
     let dep = stack
-        .api("apps/v1", "Deployment", "default")
+        .api("apps/v1", "Deployment", &stack.ns)
         .await
         .get("reviewapp-sample-pr124")
         .await
@@ -32,11 +33,14 @@ async fn play_walkthrough(stack: &Stack, extra_kinds: &[(&str, &str)]) {
     );
 }
 
+/// On the control plane of the test run; on any cluster with `KUBETEMPURA_E2E_KUBECONFIG`
+/// (`make test-real-cluster`: kind, k3d, GKE, EKS …), in namespaces of its own that it deletes.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sample_reviewapp_walkthrough_runs_end_to_end() {
     let stack = Stack::start(StackOptions {
         queue: "walkthrough".into(),
         manifests: vec![workspace_file("infra/examples/reviewapp-sample.yaml")],
+        kubeconfig: std::env::var_os("KUBETEMPURA_E2E_KUBECONFIG").map(Into::into),
         ..StackOptions::default()
     })
     .await;
@@ -53,6 +57,7 @@ async fn the_sample_reviewapp_walkthrough_runs_end_to_end() {
             .await,
         2.0
     );
+    stack.delete_namespaces().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,39 +68,16 @@ async fn the_istio_reviewapp_walkthrough_applies_a_crd_kind_end_to_end() {
             workspace_file("tests/fixtures/virtualservice-crd.yaml"),
             workspace_file("infra/examples/reviewapp-istio.yaml"),
         ],
+        install: workspace_file("tests/fixtures/install-mesh"),
         ..StackOptions::default()
     })
     .await;
     play_walkthrough(&stack, &[("networking.istio.io/v1beta1", "VirtualService")]).await;
     let vs = stack
-        .api("networking.istio.io/v1beta1", "VirtualService", "default")
+        .api("networking.istio.io/v1beta1", "VirtualService", &stack.ns)
         .await
         .get("reviewapp-sample-pr124")
         .await
         .unwrap();
     assert_eq!(vs.data["spec"]["hosts"][0], "pr124.review-app.example");
-}
-
-/// The same walkthrough against a real cluster (kind, k3d, GKE, EKS …): set
-/// `KUBETEMPURA_E2E_KUBECONFIG` and run `make test-real-cluster`. The CRDs and the sample
-/// ReviewApp are applied to that cluster's `default` namespace.
-#[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs a real cluster: set KUBETEMPURA_E2E_KUBECONFIG and run `make test-real-cluster`"]
-async fn the_sample_reviewapp_walkthrough_runs_against_a_real_cluster() {
-    let kubeconfig = std::env::var_os("KUBETEMPURA_E2E_KUBECONFIG")
-        .expect("KUBETEMPURA_E2E_KUBECONFIG must name a kubeconfig");
-    let stack = Stack::start(StackOptions {
-        queue: "walkthrough-real".into(),
-        manifests: vec![workspace_file("infra/examples/reviewapp-sample.yaml")],
-        kubeconfig: Some(kubeconfig.into()),
-        ..StackOptions::default()
-    })
-    .await;
-    play_walkthrough(&stack, &[]).await;
-    // Leave the cluster as it was: PR 124's environment and both PR objects.
-    let prs: kube::Api<kubetempura_common::crd::PR> =
-        kube::Api::namespaced(stack.client.clone(), "default");
-    for name in ["reviewapp-sample-pr123", "reviewapp-sample-pr124"] {
-        let _ = prs.delete(name, &Default::default()).await;
-    }
 }

@@ -5,10 +5,18 @@
 //! - [`sqs::SqsEmulator`]: `ministack` speaking the real SQS (and Secrets Manager) protocol.
 //! - [`lambda::WebhookFunction`]: the webhook binary under `cargo lambda watch`, served as a
 //!   function URL.
+//! - [`controlplane::Cluster`]: the real Kubernetes control plane (shared by the test run, or
+//!   started for the process), [`install`] puts infra/'s RBAC on it for each test, and
+//!   [`faultproxy::FaultProxy`] injects API errors and hangs between the applier and it.
 //! - [`tools`]: where the pinned tools installed by `make deps` live.
 
 pub mod applier;
+pub mod controlplane;
+pub mod faultproxy;
+pub mod faults;
 pub mod github;
+pub mod install;
+pub mod kubeapi;
 pub mod lambda;
 pub mod process;
 pub mod sqs;

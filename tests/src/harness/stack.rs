@@ -1,24 +1,29 @@
 //! The whole local system for end-to-end tests and the demo: the SQS emulator with a FIFO queue
-//! and its dead-letter queue, the Kubernetes stand-in with the CRDs and ReviewApps applied, the
-//! webhook function under `cargo lambda watch`, and `kubetempura run`.
+//! and its dead-letter queue, a real Kubernetes control plane (see [`super::controlplane`]) with
+//! the CRDs, infra/'s RBAC and the test's manifests applied in a namespace of the test's own,
+//! the webhook function under `cargo lambda watch`, and `kubetempura run` under the identity
+//! infra/ gives it, reaching the API server through a fault-injecting proxy.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::core::GroupVersionKind;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::{Client, ResourceExt};
 use kubetempura_applier::send_event::{Delivery, post};
 use kubetempura_common::crd::{PR, Phase};
 use kubetempura_common::event::{Normalized, PrEvent, normalize};
-use serde::Deserialize;
 
 use super::applier::ApplierProcess;
+use super::controlplane::Cluster;
+use super::faultproxy::FaultProxy;
+use super::install::{Identity, RBAC_KINDS, create_namespace, install, token_kubeconfig};
+use super::kubeapi::{apply_file, dynamic_api, read_documents};
 use super::lambda::WebhookFunction;
 use super::sqs::{Queues, SqsEmulator};
 use super::{tools, wait_for};
-use crate::standin::StandIn;
 
 /// The webhook secret of the local system.
 pub const SECRET: &str = "kubetempura-local-secret";
@@ -32,15 +37,23 @@ pub struct StackOptions {
     pub function: bool,
     /// Start the applier.
     pub applier: bool,
-    /// Files applied to the cluster after the CRDs (fixture CRDs, then ReviewApps).
+    /// Files applied to the cluster after the CRDs (fixture CRDs, then ReviewApps); namespaced
+    /// objects go to the test's namespace.
     pub manifests: Vec<PathBuf>,
     /// Extra `kubetempura run` arguments.
     pub applier_args: Vec<String>,
     pub max_receive_count: u32,
     pub visibility_timeout_secs: u32,
-    /// Use this cluster instead of starting the stand-in (a real cluster for the demo or the
-    /// `KUBECONFIG`-gated suite).
+    /// Use this cluster instead of the control plane (a real cluster for the demo or the
+    /// `KUBETEMPURA_E2E_KUBECONFIG`-gated suite).
     pub kubeconfig: Option<PathBuf>,
+    /// The infra/ kustomization whose RBAC the applier runs under.
+    pub install: PathBuf,
+    /// Namespaces the install names (the per-namespace overlay's `team-a` …) mapped to
+    /// namespaces of the test; `{ns}` in a value is the test's namespace.
+    pub install_namespaces: BTreeMap<String, String>,
+    /// The test's namespace (default: a fresh `kt-…` name).
+    pub namespace: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -59,6 +72,9 @@ impl Default for StackOptions {
             max_receive_count: 5,
             visibility_timeout_secs: 30,
             kubeconfig: None,
+            install: workspace_file("infra/base"),
+            install_namespaces: BTreeMap::new(),
+            namespace: None,
         }
     }
 }
@@ -67,13 +83,24 @@ impl Default for StackOptions {
 pub struct Stack {
     pub applier: Option<ApplierProcess>,
     pub function: Option<WebhookFunction>,
-    /// The stand-in, unless a real cluster was given.
-    pub kube: Option<StandIn>,
+    /// The cluster (the shared control plane, one of this process, or a real cluster).
+    pub cluster: Cluster,
+    /// The test's namespace: ReviewApps and their environments live here.
+    pub ns: String,
+    /// The admin kubeconfig.
     pub kubeconfig: PathBuf,
+    /// An admin client (the applier has its own identity, [`Stack::identity`]).
     pub client: Client,
+    /// The fault-injecting proxy between the applier and the API server.
+    pub proxy: FaultProxy,
+    /// The applier's ServiceAccount token from the installed infra/.
+    pub identity: Identity,
+    /// The applier's kubeconfig (its token, the proxy's URL).
+    pub applier_kubeconfig: PathBuf,
     pub queues: Queues,
     pub sqs: SqsEmulator,
     pub options: StackOptions,
+    _dir: tempfile::TempDir,
 }
 
 /// A path inside the workspace.
@@ -81,35 +108,42 @@ pub fn workspace_file(rel: &str) -> PathBuf {
     tools::workspace_root().join(rel)
 }
 
+/// A fresh namespace name for one test: `kt-` and 10 random hex digits.
+pub fn unique_namespace() -> String {
+    let n: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
+        ^ (u64::from(std::process::id()) << 40);
+    format!("kt-{:010x}", n & 0xff_ffff_ffff)
+}
+
 impl Stack {
     /// Starts everything `options` asks for.
     pub async fn start(options: StackOptions) -> Self {
-        let (kube, kubeconfig, client) = match &options.kubeconfig {
-            Some(path) => {
-                let kc = kube::config::Kubeconfig::read_from(path)
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-                    .await
-                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                (
-                    None,
-                    path.clone(),
-                    Client::try_from(config).expect("kube client"),
-                )
-            }
-            None => {
-                let kube = StandIn::start_loopback().await.expect("start kube-standin");
-                let mut config = kube.kube_config().expect("kube config");
-                config.default_retry = false;
-                let client = Client::try_from(config).expect("kube client");
-                let path = kube.kubeconfig_path().expect("kubeconfig");
-                (Some(kube), path, client)
-            }
-        };
-        apply_file(&client, &workspace_file("infra/crds/crds.yaml")).await;
+        let cluster = Cluster::connect(options.kubeconfig.as_deref()).await;
+        let client = cluster.client.clone();
+        let ns = options.namespace.clone().unwrap_or_else(unique_namespace);
+        create_namespace(&client, &ns).await;
+        apply_crds(&client, &workspace_file("infra/crds/crds.yaml")).await;
+        let namespaces = options
+            .install_namespaces
+            .iter()
+            .map(|(k, v)| (k.clone(), v.replace("{ns}", &ns)))
+            .collect();
+        let identity = install(&client, &options.install, &ns, &namespaces, RBAC_KINDS).await;
         for m in &options.manifests {
-            apply_file(&client, m).await;
+            apply_crds(&client, m).await;
+            apply_file(&client, m, Some(&ns)).await;
         }
+        let proxy = FaultProxy::start(&cluster.server, &cluster.ca_pem).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let applier_kubeconfig = dir.path().join("applier.kubeconfig");
+        std::fs::write(
+            &applier_kubeconfig,
+            token_kubeconfig(&proxy.url(), &[], &identity.token, &ns),
+        )
+        .expect("write the applier's kubeconfig");
         let sqs = SqsEmulator::start().await;
         let queues = sqs
             .create_fifo_with_dlq(
@@ -129,12 +163,17 @@ impl Stack {
         let mut stack = Self {
             applier: None,
             function,
-            kube,
-            kubeconfig,
+            kubeconfig: cluster.kubeconfig.clone(),
+            cluster,
+            ns,
             client,
+            proxy,
+            identity,
+            applier_kubeconfig,
             queues,
             sqs,
             options,
+            _dir: dir,
         };
         if stack.options.applier {
             stack.start_applier().await;
@@ -142,23 +181,31 @@ impl Stack {
         stack
     }
 
+    /// Deletes the test's namespaces (for runs against a real cluster, which outlives them).
+    pub async fn delete_namespaces(&self) {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        for name in [self.ns.clone(), self.identity.namespace.clone()] {
+            let _ = api.delete(&name, &DeleteParams::background()).await;
+        }
+    }
+
+    /// `kubetempura run`'s arguments: the test's namespace, then the options' arguments.
+    pub fn applier_args(&self) -> Vec<String> {
+        let mut args = vec!["--namespace".to_owned(), self.ns.clone()];
+        args.extend(self.options.applier_args.iter().cloned());
+        args
+    }
+
     /// Starts (or restarts) the applier.
     pub async fn start_applier(&mut self) {
         let applier = ApplierProcess::start(
             &self.queues.url,
-            &self.kubeconfig,
+            &self.applier_kubeconfig,
             &self.sqs.env(),
-            &self.options.applier_args,
+            &self.applier_args(),
         )
         .await;
         self.applier = Some(applier);
-    }
-
-    /// The stand-in (panics when the stack runs against a real cluster).
-    pub fn standin(&self) -> &StandIn {
-        self.kube
-            .as_ref()
-            .expect("this stack runs against kube-standin")
     }
 
     /// The running applier.
@@ -337,53 +384,38 @@ pub fn event_of(delivery: &Delivery, delivery_id: &str) -> PrEvent {
     }
 }
 
-/// The dynamic API of a kind, found through discovery.
-pub async fn dynamic_api(
-    client: &Client,
-    api_version: &str,
-    kind: &str,
-    namespace: Option<&str>,
-) -> Api<DynamicObject> {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let (ar, caps) =
-        kube::discovery::pinned_kind(client, &GroupVersionKind::gvk(group, version, kind))
-            .await
-            .unwrap_or_else(|e| panic!("discovery of {kind} {api_version}: {e}"));
-    match (caps.scope, namespace) {
-        (kube::discovery::Scope::Namespaced, Some(ns)) => {
-            Api::namespaced_with(client.clone(), ns, &ar)
-        }
-        _ => Api::all_with(client.clone(), &ar),
-    }
-}
-
-/// Server-side-applies every document of a YAML file (as `kubectl apply --server-side` would).
-pub async fn apply_file(client: &Client, path: &Path) {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value = serde_json::Value::deserialize(doc)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        if value.is_null() {
+/// Applies the CustomResourceDefinitions of a file and waits until each is established, so
+/// that its kind is served before anything of that kind is applied.
+pub async fn apply_crds(client: &Client, path: &Path) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for doc in read_documents(path) {
+        if doc["kind"] != "CustomResourceDefinition" {
             continue;
         }
-        let obj: DynamicObject = serde_json::from_value(value.clone())
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let types = obj.types.clone().expect("apiVersion and kind");
-        let ns = obj.namespace().unwrap_or_else(|| "default".into());
-        let api = dynamic_api(client, &types.api_version, &types.kind, Some(&ns)).await;
-        api.patch(
-            &obj.name_any(),
-            &PatchParams::apply("kubetempura-tests").force(),
-            &Patch::Apply(&value),
+        let name = doc["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        super::kubeapi::apply_value(client, &doc, None)
+            .await
+            .unwrap_or_else(|e| panic!("apply CRD {name} from {}: {e}", path.display()));
+        wait_for(
+            &format!("CRD {name} to be established"),
+            Duration::from_secs(30),
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                async move {
+                    let crd = api.get(&name).await.ok()?;
+                    let established = crd
+                        .status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True");
+                    established.then_some(())
+                }
+            },
         )
-        .await
-        .unwrap_or_else(|e| {
-            panic!(
-                "apply {} {} from {}: {e}",
-                types.kind,
-                obj.name_any(),
-                path.display()
-            )
-        });
+        .await;
     }
 }

@@ -1,6 +1,6 @@
 //! Shared by the `guarantees_*` end-to-end suites: synthetic deliveries for the sample
 //! ReviewApp (https://github.com/mercari/not-exists, Deployment + Service
-//! `reviewapp-sample-pr<N>` in `default`), a stack without the webhook function (events go
+//! `reviewapp-sample-pr<N>` in the test's namespace), a stack without the webhook function (events go
 //! straight to the queue), and readers of the applier's metrics and log.
 
 #![allow(dead_code)] // Each suite uses a different part of it.
@@ -13,14 +13,16 @@ use kube::Api;
 use kube::api::DynamicObject;
 use kubetempura_applier::send_event::Delivery;
 use kubetempura_common::crd::PR;
+use kubetempura_tests::harness::faults::FaultRule;
 use kubetempura_tests::harness::stack::{Stack, StackOptions, workspace_file};
 use kubetempura_tests::harness::wait_for;
-use kubetempura_tests::standin::FaultRule;
 
 pub const REPO: &str = "https://github.com/mercari/not-exists";
-pub const NS: &str = "default";
-pub const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
-pub const SERVICES: &str = "/api/v1/namespaces/default/services";
+
+/// The API path of the Deployments in the test's namespace (for fault rules).
+pub fn deployments(stack: &Stack) -> String {
+    format!("/apis/apps/v1/namespaces/{}/deployments", stack.ns)
+}
 
 /// A full head commit SHA, distinct per `n` (its short form is `c0000<n>` padded to 7).
 pub fn sha(n: u32) -> String {
@@ -184,15 +186,10 @@ pub fn delay_on(method: &str, collection: &str, name: &str, ms: u64, count: u32)
     }
 }
 
-/// The stand-in's active fault rules (a counted rule disappears when its last use begins, so
+/// The proxy's active fault rules (a counted rule disappears when its last use begins, so
 /// an empty list after a delay rule means the delayed request is being served right now).
-pub async fn active_faults(stack: &Stack) -> Vec<serde_json::Value> {
-    reqwest::get(format!("{}/__standin/faults", stack.standin().url()))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+pub fn active_faults(stack: &Stack) -> Vec<FaultRule> {
+    stack.proxy.faults()
 }
 
 /// The object, if it exists.
@@ -203,7 +200,7 @@ pub async fn get(
     name: &str,
 ) -> Option<DynamicObject> {
     stack
-        .api(api_version, kind, NS)
+        .api(api_version, kind, &stack.ns)
         .await
         .get_opt(name)
         .await
@@ -212,7 +209,7 @@ pub async fn get(
 
 /// The `PR` object, if it exists.
 pub async fn get_pr(stack: &Stack, pr: u64) -> Option<PR> {
-    let api: Api<PR> = Api::namespaced(stack.client.clone(), NS);
+    let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
     api.get_opt(&env_name(pr)).await.unwrap()
 }
 
