@@ -41,11 +41,15 @@ deps: $(VENV)/.installed $(CHECKS_VENV)/.installed node_modules/.installed contr
 
 # The real Kubernetes control plane of the tests and the demo: etcd, kube-apiserver and
 # kube-controller-manager from the Kubernetes v1.37 Go modules (tests/controlplane/go.mod).
-# Always invoked: Go's build cache makes an unchanged rebuild a relink of a few seconds.
+# Always invoked: Go's build cache makes an unchanged rebuild a relink of a few seconds. The
+# version is stamped as Kubernetes' own build does (kubectl refuses an unparsable one).
 .PHONY: controlplane
 controlplane: ## Build the test control plane (tests/controlplane/bin/kube-controlplane)
 	@command -v $(GO) >/dev/null || { echo "controlplane: Go (1.26) is required to build tests/controlplane"; exit 2; }
-	cd tests/controlplane && $(GO) build -o bin/kube-controlplane .
+	cd tests/controlplane && v=$$($(GO) list -m -f '{{.Version}}' k8s.io/kubernetes) && \
+	  minor=$$(echo "$$v" | cut -d. -f2) && pkg=k8s.io/component-base/version && \
+	  $(GO) build -ldflags "-X $$pkg.gitVersion=$$v -X $$pkg.gitMajor=1 -X $$pkg.gitMinor=$$minor -X $$pkg.gitTreeState=clean" \
+	    -o bin/kube-controlplane .
 
 # ---------------------------------------------------------------------------------------------
 # Checks and tests.

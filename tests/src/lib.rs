@@ -1,5 +1,4 @@
 pub mod demo;
 pub mod harness;
 pub mod loadbench;
-pub mod standin;
 pub mod walkthrough;

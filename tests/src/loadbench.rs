@@ -1,9 +1,9 @@
 //! The load benchmark: drives the whole local chain (signed POST to the webhook function under
-//! `cargo lambda watch` -> SQS FIFO emulator -> `kubetempura run` -> Kubernetes stand-in) with
+//! `cargo lambda watch` -> SQS FIFO emulator -> `kubetempura run` -> kube-apiserver) with
 //! many pull requests and measures, in one run:
 //!
 //! - latency from the moment a delivery is POSTed (or, with `--direct`, sent to SQS) to the
-//!   moment the stand-in holds the last object of that event, observed by watches in this
+//!   moment the API server holds the last object of that event, observed by watches in this
 //!   process: an `opened` event is applied when the PR's Deployment runs its image *and* its
 //!   Service exists; a `synchronize` when the Deployment runs the pushed image (the Service
 //!   does not change, so the API server reports nothing for it); a `closed` when both the
@@ -11,7 +11,7 @@
 //!   same PR that were overtaken (they are never lost, only superseded);
 //! - sustained events per second: events / (last event applied - first event sent);
 //! - the applier's peak RSS (`VmHWM` of `/proc/<pid>/status`, every replica);
-//! - Kubernetes API requests per event, from the stand-in's request log between the first
+//! - Kubernetes API requests per event, from the fault proxy's request log between the first
 //!   send and the queue being drained (every message deleted). Counted: every request except
 //!   watch streams (`GET ...?watch=true`, long-lived) and this harness's own requests (its
 //!   watches and their lists, recognisable by their `labelSelector`; the applier never sends
@@ -49,10 +49,10 @@ pub const OBJECTS_PER_PR: usize = 2;
 /// The label selector of this harness's watches (the applier never sends a selector).
 const SELECTOR: &str = "kubetempura.mercari.com/reviewapp=reviewapp-sample";
 
-/// Load benchmark of the whole local chain: webhook function -> SQS -> applier -> stand-in.
+/// Load benchmark of the whole local chain: webhook function -> SQS -> applier -> kube-apiserver.
 ///
 /// Sends, per run, N pull requests x (opened, M synchronize, closed) at a fixed rate, and prints
-/// p50/p95/p99 latency from POST to the last object applied (seen by watches on the stand-in),
+/// p50/p95/p99 latency from POST to the last object applied (seen by watches on the API server),
 /// sustained events/s, the applier's peak RSS and Kubernetes API requests per event. Without
 /// --replicas it runs once with one applier and once with three on the same queue.
 #[derive(Debug, Clone, clap::Parser)]
@@ -512,7 +512,7 @@ fn cpu_snapshot() -> HashMap<u32, (String, u64)> {
 }
 
 /// CPU seconds used between two snapshots, by command name (clock ticks of 1/100 s, Linux's
-/// USER_HZ). The harness itself (`loadbench`) includes the Kubernetes stand-in it serves.
+/// USER_HZ). The control plane runs in its own process (kube-controlplane).
 fn cpu_used(
     before: &HashMap<u32, (String, u64)>,
     after: &HashMap<u32, (String, u64)>,

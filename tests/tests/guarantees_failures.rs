@@ -1,6 +1,6 @@
 //! Transient failures are retried (and end in the dead-letter queue when they never stop);
 //! poison messages reach the dead-letter queue quickly without holding back their pull
-//! request. Real processes: the SQS emulator, `kubetempura run`, the Kubernetes stand-in.
+//! request. Real processes: the SQS emulator, `kubetempura run`, the control plane behind the fault proxy.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 

@@ -1,5 +1,5 @@
 //! Per-PR order, stale events and duplicates, across real processes: the SQS emulator (FIFO
-//! queue + DLQ), `kubetempura run` and the Kubernetes stand-in with fault injection.
+//! queue + DLQ), `kubetempura run` and the control plane behind the fault-injecting proxy.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 

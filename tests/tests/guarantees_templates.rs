@@ -25,12 +25,14 @@ fn sample_app() -> Value {
 
 /// Applies the ReviewApp as `kubectl apply --server-side` would; returns its new generation.
 async fn apply_app(stack: &Stack, app: &Value) -> i64 {
+    let mut app = app.clone();
+    app["metadata"]["namespace"] = Value::from(stack.ns.clone());
     let api: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
     let out = api
         .patch(
             "reviewapp-sample",
             &PatchParams::apply("kubetempura-tests").force(),
-            &Patch::Apply(app),
+            &Patch::Apply(&app),
         )
         .await
         .unwrap();

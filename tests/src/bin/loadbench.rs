@@ -1,5 +1,5 @@
 //! `loadbench`: the load benchmark of the whole local chain (webhook function -> SQS -> applier
-//! -> Kubernetes stand-in). See `kubetempura_tests::loadbench` and BENCHMARKS.md.
+//! -> kube-apiserver). See `kubetempura_tests::loadbench` and BENCHMARKS.md.
 
 use std::io::Write;
 

@@ -1,4 +1,4 @@
-//! The test harness: starts each local stand-in on free loopback ports, waits for readiness on
+//! The test harness: starts each local part on free loopback ports, waits for readiness on
 //! a condition (never a fixed sleep), and stops everything it started when dropped — also when
 //! a test panics.
 //!
