@@ -110,6 +110,7 @@ pub struct PRSpec {
     /// Repository URL as GitHub reports it.
     pub repository: String,
     /// Pull request number.
+    #[schemars(schema_with = "pr_number_schema")]
     pub number: u64,
     /// Full SHA of the head commit of the latest event.
     pub head_sha: String,
@@ -211,6 +212,16 @@ pub struct Condition {
     pub last_transition_time: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// An int64 (the formats Kubernetes knows): schemars' `uint64` makes kube-apiserver warn
+/// "unrecognized format" on every apply of the CRD.
+fn pr_number_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer",
+        "format": "int64",
+        "minimum": 1
+    })
 }
 
 fn templates_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

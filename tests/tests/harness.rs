@@ -72,18 +72,23 @@ async fn the_local_parts_start_carry_a_message_and_take_the_example_reviewapp_th
             "kubectl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            !stderr.contains("Warning"),
+            "kubectl {args:?} warned (the API server objects to something): {stderr}"
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let crds = workspace_file("infra/crds/crds.yaml");
     let sample = workspace_file("infra/examples/reviewapp-sample.yaml");
     kubectl(&["apply", "--server-side", "-f", crds.to_str().unwrap()]);
-    kubectl(&["apply", "--server-side", "-f", sample.to_str().unwrap()]);
     kubectl(&[
         "wait",
         "--for=condition=Established",
         "--timeout=30s",
         "crd/reviewapps.kubetempura.mercari.com",
     ]);
+    kubectl(&["apply", "--server-side", "-f", sample.to_str().unwrap()]);
     let listed = kubectl(&["get", "reviewapps", "-n", "default", "-o", "name"]);
     assert_eq!(
         listed.trim(),
