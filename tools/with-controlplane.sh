@@ -23,6 +23,8 @@ pid=$!
 stop() {
   local status=$?
   if kill -0 "$pid" 2>/dev/null; then
+    awk '/VmHWM/ { printf "with-controlplane: kube-controlplane peak resident memory %d MiB\n", $2 / 1024 }' \
+      "/proc/$pid/status" 2>/dev/null || true
     kill -TERM "$pid"
     for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     kill -KILL "$pid" 2>/dev/null || true
