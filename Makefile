@@ -65,6 +65,9 @@ lint: ## Clippy with warnings denied
 .PHONY: test-rust
 test-rust: deps ## All Rust tests (unit, property, end to end on one shared control plane)
 	$(CARGO) build --quiet --locked --bins --workspace
+	@# What `cargo lambda watch` runs (`cargo run --bin webhook`): its own feature set, built here
+	@# once rather than inside the first test that starts the function.
+	$(CARGO) build --quiet --locked --bin webhook
 	tools/with-controlplane.sh $(CARGO) nextest run --workspace --locked --no-fail-fast
 
 .PHONY: test-real-cluster
