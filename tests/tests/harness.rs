@@ -89,7 +89,16 @@ async fn the_local_parts_start_carry_a_message_and_take_the_example_reviewapp_th
         "crd/reviewapps.kubetempura.mercari.com",
     ]);
     kubectl(&["apply", "--server-side", "-f", sample.to_str().unwrap()]);
-    let listed = kubectl(&["get", "reviewapps", "-n", "default", "-o", "name"]);
+    // `default` is shared with the other suites of the run: ask for this ReviewApp by name.
+    let listed = kubectl(&[
+        "get",
+        "reviewapp",
+        "reviewapp-sample",
+        "-n",
+        "default",
+        "-o",
+        "name",
+    ]);
     assert_eq!(
         listed.trim(),
         "reviewapp.kubetempura.mercari.com/reviewapp-sample"
