@@ -498,9 +498,12 @@ async fn deploy(
         .collect();
     if !permanent.is_empty() {
         let msg = permanent.join("; ");
-        let mut inventory: BTreeSet<InventoryEntry> = previous_status
-            .map(|s| s.inventory.iter().cloned().collect())
+        // What was there before, unless this render addresses the same object (perhaps by
+        // another version), then what this render produced.
+        let mut inventory: Vec<InventoryEntry> = previous_status
+            .map(|s| s.inventory.clone())
             .unwrap_or_default();
+        inventory.retain(|old| !new_inventory.iter().any(|n| n.identity() == old.identity()));
         inventory.extend(new_inventory);
         return record_failure(
             ctx,
@@ -509,19 +512,21 @@ async fn deploy(
             generation,
             ("ApplyFailed", "Apply"),
             msg,
-            inventory.into_iter().collect(),
+            inventory,
         )
         .await;
     }
     ctx.metrics.objects_applied(rendered.objects.len());
     // Prune what the templates no longer produce.
-    let keep: BTreeSet<&InventoryEntry> = new_inventory.iter().collect();
+    // By identity (group, kind, namespace, name): a template moved to another version of its
+    // kind addresses the object just applied, which must not be pruned.
+    let keep: BTreeSet<_> = new_inventory.iter().map(InventoryEntry::identity).collect();
     let mut pruned = 0;
     for old in previous_status
         .map(|s| s.inventory.as_slice())
         .unwrap_or_default()
     {
-        if !keep.contains(old)
+        if !keep.contains(&old.identity())
             && kubeapi::delete(
                 &ctx.discovery,
                 &old.api_version,

@@ -197,6 +197,19 @@ pub struct InventoryEntry {
     pub name: String,
 }
 
+impl InventoryEntry {
+    /// What identifies the object in the cluster: API group, kind, namespace and name. The
+    /// version is only how it was addressed: `networking.istio.io/v1beta1` and `/v1` name the
+    /// same VirtualService, so pruning and de-duplication compare this, never `api_version`.
+    pub fn identity(&self) -> (&str, &str, Option<&str>, &str) {
+        let group = self
+            .api_version
+            .rsplit_once('/')
+            .map_or("", |(group, _)| group);
+        (group, &self.kind, self.namespace.as_deref(), &self.name)
+    }
+}
+
 /// A status condition, shaped like `metav1.Condition`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -276,6 +289,33 @@ mod tests {
             generated == COMMITTED,
             "infra/crds/crds.yaml drifted from common/src/crd.rs: run `make crds` and commit the result"
         );
+    }
+
+    #[test]
+    fn an_inventory_entry_is_identified_without_its_version() {
+        let entry = |api_version: &str, name: &str| InventoryEntry {
+            api_version: api_version.into(),
+            kind: "VirtualService".into(),
+            namespace: Some("default".into()),
+            name: name.into(),
+        };
+        let old = entry("networking.istio.io/v1beta1", "a");
+        assert_eq!(
+            old.identity(),
+            entry("networking.istio.io/v1", "a").identity()
+        );
+        assert_ne!(
+            old.identity(),
+            entry("networking.istio.io/v1", "b").identity()
+        );
+        assert_ne!(old.identity(), entry("other.io/v1beta1", "a").identity());
+        let core = InventoryEntry {
+            api_version: "v1".into(),
+            kind: "Service".into(),
+            namespace: None,
+            name: "s".into(),
+        };
+        assert_eq!(core.identity(), ("", "Service", None, "s"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use guarantees_support::*;
 use kube::Api;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams};
 use kubetempura_common::crd::{PR, Phase, ReviewApp};
-use kubetempura_tests::harness::stack::{Stack, workspace_file};
+use kubetempura_tests::harness::stack::{Stack, StackOptions, workspace_file};
 use kubetempura_tests::harness::wait_for;
 use serde_json::{Value, json};
 
@@ -236,4 +236,69 @@ async fn deleting_a_reviewapp_removes_its_environments() {
             .is_empty()
     );
     assert!(get_pr(&stack, 45).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn moving_a_template_to_another_version_of_its_kind_keeps_the_object() {
+    let stack = Stack::start(StackOptions {
+        manifests: vec![
+            workspace_file("tests/fixtures/virtualservice-crd.yaml"),
+            workspace_file("infra/examples/reviewapp-istio.yaml"),
+        ],
+        install: workspace_file("tests/fixtures/install-mesh"),
+        ..options("version-move", &[])
+    })
+    .await;
+    open(&stack, 46).await;
+    wait_applied_generation(&stack, 46, 1).await;
+    let before = get(
+        &stack,
+        "networking.istio.io/v1beta1",
+        "VirtualService",
+        &env_name(46),
+    )
+    .await
+    .expect("the VirtualService applied at v1beta1");
+
+    // The platform team moves the template to v1, the same kind of the same group.
+    let text =
+        std::fs::read_to_string(workspace_file("infra/examples/reviewapp-istio.yaml")).unwrap();
+    let mut app: Value = serde_yaml::from_str(&text).unwrap();
+    let vs = app["spec"]["resources"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["kind"] == "VirtualService")
+        .expect("the example has a VirtualService template");
+    vs["apiVersion"] = json!("networking.istio.io/v1");
+    let generation = apply_app(&stack, &app).await;
+    let pr = wait_applied_generation(&stack, 46, generation).await;
+
+    let after = get(
+        &stack,
+        "networking.istio.io/v1",
+        "VirtualService",
+        &env_name(46),
+    )
+    .await
+    .expect("the VirtualService survives the move to v1");
+    assert_eq!(
+        after.metadata.uid, before.metadata.uid,
+        "the same object, never recreated"
+    );
+    let inventory = pr.status.unwrap().inventory;
+    let vs_entries: Vec<&str> = inventory
+        .iter()
+        .filter(|e| e.kind == "VirtualService")
+        .map(|e| e.api_version.as_str())
+        .collect();
+    assert_eq!(vs_entries, ["networking.istio.io/v1"], "{inventory:?}");
+    assert_eq!(
+        stack
+            .applier()
+            .metric("kubetempura_objects_deleted_total")
+            .await,
+        0.0,
+        "nothing pruned"
+    );
 }
