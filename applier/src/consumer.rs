@@ -6,7 +6,9 @@
 //! - transient (API 5xx/429/timeouts): the message's visibility is set to a growing delay, and
 //!   the later messages of its group in the same batch are released (visibility 0) so they are
 //!   never processed ahead of it; after the queue's max receive count SQS moves it to the DLQ.
-//! - permanent (invalid template …): recorded on the statuses, message acknowledged.
+//! - permanent (invalid template, refused kind, an API answer such as 400/403/404/422): recorded
+//!   on the statuses and as a Warning Event where the reconcile can, message acknowledged and
+//!   counted as `failed`; never sent towards the dead-letter queue.
 //! - poison (a body that is not a kubetempura event): never deleted; released at once on every
 //!   receive so it reaches the DLQ after the max receive count, quickly.
 
@@ -270,6 +272,15 @@ impl Consumer {
                             _ => tracing::info!(outcome = o.label(), detail = ?o, "event handled"),
                         }
                     }
+                    self.delete(m).await;
+                    Processed::Acknowledged
+                }
+                Err(failure) if !failure.is_transient() => {
+                    // Retrying cannot help (the API server refused our own record, say): the
+                    // reconcile recorded what it could; the message is acknowledged, never
+                    // sent towards the dead-letter queue.
+                    tracing::error!(outcome = "failed", error = %failure, "permanent failure; message acknowledged");
+                    self.ctx.metrics.acknowledged("failed");
                     self.delete(m).await;
                     Processed::Acknowledged
                 }

@@ -481,9 +481,12 @@ async fn deploy(
     ctx.metrics.observe_apply(started.elapsed());
     let mut transient = None;
     let mut permanent = Vec::new();
-    for r in results {
+    // Only what the API server accepted is recorded: an object it refused does not exist (or is
+    // not ours to manage), and a close must not fail on deleting it.
+    let mut new_inventory: Vec<InventoryEntry> = Vec::new();
+    for (r, o) in results.into_iter().zip(&rendered.objects) {
         match r {
-            Ok(()) => {}
+            Ok(()) => new_inventory.push(o.inventory_entry()),
             Err(f @ Failure::Transient(_)) => transient = Some(f),
             Err(Failure::Permanent(m)) => permanent.push(m),
         }
@@ -491,11 +494,6 @@ async fn deploy(
     if let Some(f) = transient {
         return Err(f);
     }
-    let new_inventory: Vec<InventoryEntry> = rendered
-        .objects
-        .iter()
-        .map(|o| o.inventory_entry())
-        .collect();
     if !permanent.is_empty() {
         let msg = permanent.join("; ");
         // What was there before, unless this render addresses the same object (perhaps by
@@ -599,7 +597,10 @@ async fn record_failure(
     Ok(Outcome::Failed(msg))
 }
 
-async fn delete_inventory(ctx: &Ctx, existing: Option<&PR>) -> Result<usize, Failure> {
+/// Deletes every object of the inventory, concurrently. A transient failure is returned (the
+/// message is retried); what the API server refuses for good (a 403 …) is left alone and
+/// reported in the returned list, so the close still completes.
+async fn delete_inventory(ctx: &Ctx, existing: Option<&PR>) -> Result<Deleted, Failure> {
     let inventory = existing
         .and_then(|p| p.status.as_ref())
         .map(|s| s.inventory.as_slice())
@@ -615,14 +616,41 @@ async fn delete_inventory(ctx: &Ctx, existing: Option<&PR>) -> Result<usize, Fai
         )
     }))
     .await;
-    let mut deleted = 0;
+    let mut done = Deleted::default();
     for r in results {
-        if r? {
-            deleted += 1;
+        match r {
+            Ok(true) => done.count += 1,
+            Ok(false) => {}
+            Err(f @ Failure::Transient(_)) => return Err(f),
+            Err(Failure::Permanent(m)) => done.refused.push(m),
         }
     }
-    ctx.metrics.objects_deleted(deleted);
-    Ok(deleted)
+    ctx.metrics.objects_deleted(done.count);
+    Ok(done)
+}
+
+/// What [`delete_inventory`] did.
+#[derive(Debug, Default)]
+struct Deleted {
+    /// Objects deleted.
+    count: usize,
+    /// Objects the API server refused to delete, with its reason.
+    refused: Vec<String>,
+}
+
+impl Deleted {
+    /// For humans: "2 object(s) deleted", plus what could not be.
+    fn describe(&self) -> String {
+        if self.refused.is_empty() {
+            format!("{} object(s) deleted", self.count)
+        } else {
+            format!(
+                "{} object(s) deleted; not deleted: {}",
+                self.count,
+                self.refused.join("; ")
+            )
+        }
+    }
 }
 
 /// False only when GitHub reported the pull request as closed (an event without a state, as
@@ -658,7 +686,7 @@ async fn close(
 /// Deletes what a tombstone's inventory still lists and records the close on its status.
 async fn finish_close(ctx: &Ctx, app: &ReviewApp, pr: PR, how: &str) -> Result<Outcome, Failure> {
     let deleted = delete_inventory(ctx, Some(&pr)).await?;
-    let msg = format!("pull request {how}; {deleted} object(s) deleted");
+    let msg = format!("pull request {how}; {}", deleted.describe());
     let previous_status = pr.status.clone();
     let previous_status = previous_status.as_ref();
     let status = PRStatus {
@@ -679,8 +707,15 @@ async fn finish_close(ctx: &Ctx, app: &ReviewApp, pr: PR, how: &str) -> Result<O
         )],
     };
     let pr = apply_status(ctx, pr, status).await?;
-    publish(ctx, &pr, EventType::Normal, "Closed", "Delete", msg).await;
-    Ok(Outcome::Closed { deleted })
+    let kind = if deleted.refused.is_empty() {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    publish(ctx, &pr, kind, "Closed", "Delete", msg).await;
+    Ok(Outcome::Closed {
+        deleted: deleted.count,
+    })
 }
 
 async fn skip(

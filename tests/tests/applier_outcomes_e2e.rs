@@ -179,3 +179,76 @@ async fn fork_prs_are_skipped_by_default_with_the_reason_and_no_reviewapp_is_cou
         1.0
     );
 }
+
+/// The Istio example under infra/base's RBAC, which has no VirtualService rule: the API server
+/// answers 403 for the VirtualService. That is permanent: recorded, acknowledged, never retried
+/// towards the dead-letter queue; the refused object is not in the inventory, so the close
+/// deletes what was created and leaves its tombstone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kind_rbac_does_not_grant_fails_the_open_for_good_and_the_close_still_completes() {
+    let stack = Stack::start(StackOptions {
+        queue: "outcome-forbidden".into(),
+        function: false,
+        manifests: vec![
+            kubetempura_tests::harness::stack::workspace_file(
+                "tests/fixtures/virtualservice-crd.yaml",
+            ),
+            kubetempura_tests::harness::stack::workspace_file(
+                "infra/examples/reviewapp-istio.yaml",
+            ),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let repo = "https://github.com/mercari/not-exists";
+    let name = "reviewapp-sample-pr70";
+    let opened = Delivery::new(repo, 70, SHA, "opened");
+    stack.enqueue(&opened, "forbidden-open").await;
+    let pr = stack.wait_pr_phase(&stack.ns, name, Phase::Failed).await;
+    let status = pr.status.unwrap();
+    let message = status.message.unwrap_or_default();
+    assert!(
+        message.contains("forbidden") && message.contains("403"),
+        "{message}"
+    );
+    let kinds: Vec<&str> = status.inventory.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["Deployment", "Service"],
+        "only what the API accepted"
+    );
+    stack
+        .wait_object(
+            "the Deployment",
+            "apps/v1",
+            "Deployment",
+            &stack.ns,
+            name,
+            |o| o.is_some(),
+        )
+        .await;
+
+    let mut closed = Delivery::new(repo, 70, SHA, "closed");
+    closed.updated_at = opened.updated_at + chrono::Duration::minutes(1);
+    stack.enqueue(&closed, "forbidden-close").await;
+    let tombstone = stack.wait_pr_phase(&stack.ns, name, Phase::Closed).await;
+    assert!(tombstone.status.unwrap().inventory.is_empty());
+    stack
+        .wait_gone("apps/v1", "Deployment", &stack.ns, name)
+        .await;
+    stack.wait_gone("v1", "Service", &stack.ns, name).await;
+    stack.wait_queue_drained().await;
+    assert_eq!(
+        stack.sqs.depth(&stack.queues.dlq_url).await,
+        (0, 0),
+        "nothing dead-lettered"
+    );
+    assert_eq!(
+        stack
+            .applier()
+            .metric("kubetempura_messages_failed_total{outcome=\"transient\"}")
+            .await,
+        0.0,
+        "a 403 is never retried"
+    );
+}
