@@ -317,6 +317,7 @@ async fn apply_pr(
             "name": name,
             "namespace": ns,
             "labels": kubetempura_common::crd::object_labels(&app.name_any(), spec.number),
+            "annotations": kubetempura_common::crd::object_annotations(&app.name_any()),
             "ownerReferences": [owner],
         },
         "spec": spec,

@@ -266,9 +266,44 @@ pub fn object_labels(review_app: &str, number: u64) -> BTreeMap<String, String> 
             "app.kubernetes.io/managed-by".to_owned(),
             crate::MANAGER_NAME.to_owned(),
         ),
-        (LABEL_REVIEWAPP.to_owned(), review_app.to_owned()),
+        (LABEL_REVIEWAPP.to_owned(), label_value(review_app)),
         (LABEL_PR.to_owned(), number.to_string()),
     ])
+}
+
+/// Annotations kubetempura adds beside [`object_labels`]: the full ReviewApp name under
+/// [`ANNOTATION_REVIEWAPP`] when its label had to be shortened (a name can be 253 characters, a
+/// label value 63), and nothing otherwise.
+pub fn object_annotations(review_app: &str) -> BTreeMap<String, String> {
+    if label_value(review_app) == review_app {
+        BTreeMap::new()
+    } else {
+        BTreeMap::from([(ANNOTATION_REVIEWAPP.to_owned(), review_app.to_owned())])
+    }
+}
+
+/// The annotation with the full ReviewApp name (see [`object_annotations`]).
+pub const ANNOTATION_REVIEWAPP: &str = "kubetempura.mercari.com/reviewapp";
+
+/// A Kubernetes label value (at most 63 characters) for an object name (a DNS subdomain, so its
+/// characters are valid in a label): the name itself when it fits, else its first 52 characters
+/// (ending alphanumeric) and `-` and 10 hex digits of its SHA-256, so distinct names stay
+/// distinct and the same name always gives the same value.
+pub fn label_value(name: &str) -> String {
+    const MAX: usize = 63;
+    if name.len() <= MAX {
+        return name.to_owned();
+    }
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+    let cut = name
+        .char_indices()
+        .map(|(i, _)| i)
+        .take_while(|i| *i <= 52)
+        .last()
+        .unwrap_or(0);
+    let head = name[..cut].trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+    format!("{head}-{}", &digest[..10])
 }
 
 /// Label naming the ReviewApp an object was rendered from.
@@ -289,6 +324,35 @@ mod tests {
             generated == COMMITTED,
             "infra/crds/crds.yaml drifted from common/src/crd.rs: run `make crds` and commit the result"
         );
+    }
+
+    #[test]
+    fn long_reviewapp_names_get_a_bounded_label_and_the_full_name_in_an_annotation() {
+        let short = "reviewapp-sample";
+        assert_eq!(label_value(short), short);
+        assert!(object_annotations(short).is_empty());
+        let long = format!("{}.example.team", "a".repeat(60));
+        let value = label_value(&long);
+        assert!(value.len() <= 63, "{value}");
+        assert!(value.starts_with(&"a".repeat(52)), "{value}");
+        assert!(
+            value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        );
+        assert!(value.ends_with(|c: char| c.is_ascii_alphanumeric()));
+        assert_eq!(value, label_value(&long), "deterministic");
+        assert_ne!(
+            value,
+            label_value(&format!("{long}x")),
+            "distinct names stay distinct"
+        );
+        assert_eq!(object_annotations(&long)[ANNOTATION_REVIEWAPP], long);
+        assert_eq!(object_labels(&long, 7)[LABEL_REVIEWAPP], value);
+        // A name whose 52nd character is a dot or dash still ends the head alphanumeric.
+        let dotted = format!("{}.{}", "b".repeat(51), "c".repeat(40));
+        let v = label_value(&dotted);
+        assert!(v.starts_with(&format!("{}-", "b".repeat(51))), "{v}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Map, Value};
 
-use crate::crd::{InventoryEntry, object_labels};
+use crate::crd::{InventoryEntry, object_annotations, object_labels};
 use crate::event::PrEvent;
 use crate::naming::branch_slug;
 use crate::policy::{GroupKind, ObjectPolicy, PolicyError, Scope};
@@ -236,6 +236,7 @@ pub fn render_resources(
     let mut objects: Vec<RenderedObject> = Vec::with_capacity(templates.len());
     let mut seen: BTreeMap<(String, String, Option<String>, String), usize> = BTreeMap::new();
     let labels = object_labels(&vars.review_app, vars.pr_number);
+    let annotations = object_annotations(&vars.review_app);
     for (index, template) in templates.iter().enumerate() {
         let invalid = |reason: &str| RenderError::Invalid {
             index,
@@ -303,6 +304,20 @@ pub fn render_resources(
             .ok_or_else(|| invalid("metadata.labels must be a map"))?;
         for (k, v) in &labels {
             label_map.insert(k.clone(), Value::String(v.clone()));
+        }
+        if !annotations.is_empty() {
+            let annotation_map = metadata
+                .entry("annotations")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if annotation_map.is_null() {
+                *annotation_map = Value::Object(Map::new());
+            }
+            let annotation_map = annotation_map
+                .as_object_mut()
+                .ok_or_else(|| invalid("metadata.annotations must be a map"))?;
+            for (k, v) in &annotations {
+                annotation_map.insert(k.clone(), Value::String(v.clone()));
+            }
         }
         if let Some(owner) = ctx.owner {
             let owner = serde_json::to_value(owner).map_err(|e| invalid(&e.to_string()))?;

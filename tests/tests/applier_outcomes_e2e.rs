@@ -252,3 +252,52 @@ async fn a_kind_rbac_does_not_grant_fails_the_open_for_good_and_the_close_still_
         "a 403 is never retried"
     );
 }
+
+/// A ReviewApp name may be 253 characters, a label value only 63: the API server refuses the
+/// long label, so kubetempura labels objects with a bounded form and keeps the full name in an
+/// annotation.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewapp_name_longer_than_a_label_value_still_deploys() {
+    let stack = stack("outcome-long-name").await;
+    let long = "reviewapp-of-the-payments-team-for-the-checkout-service-in-europe-west";
+    assert!(long.len() > 63);
+    let text = std::fs::read_to_string(kubetempura_tests::harness::stack::workspace_file(
+        "infra/examples/reviewapp-sample.yaml",
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ra = write(
+        &dir,
+        "ra.yaml",
+        &text.replacen("name: reviewapp-sample\n", &format!("name: {long}\n"), 1),
+    );
+    apply_file(&stack.client, &ra, Some(&stack.ns)).await;
+    stack
+        .enqueue(
+            &Delivery::new("https://github.com/mercari/not-exists", 71, SHA, "opened"),
+            "long-name-1",
+        )
+        .await;
+    let pr = stack
+        .wait_pr_phase(&stack.ns, &format!("{long}-pr71"), Phase::Applied)
+        .await;
+    let label = pr.metadata.labels.unwrap()["kubetempura.mercari.com/reviewapp"].clone();
+    assert!(
+        label.len() <= 63 && label.starts_with("reviewapp-of-the-payments"),
+        "{label}"
+    );
+    let dep = stack
+        .api("apps/v1", "Deployment", &stack.ns)
+        .await
+        .get("reviewapp-sample-pr71")
+        .await
+        .unwrap();
+    assert_eq!(
+        dep.metadata.labels.as_ref().unwrap()["kubetempura.mercari.com/reviewapp"],
+        label
+    );
+    assert_eq!(
+        dep.metadata.annotations.as_ref().unwrap()["kubetempura.mercari.com/reviewapp"],
+        long
+    );
+}
