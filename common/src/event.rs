@@ -132,9 +132,25 @@ pub struct PrEvent {
 }
 
 impl PrEvent {
-    /// The FIFO message group: `owner/name#number`, so one PR's events stay in order.
+    /// The FIFO message group: `owner/name#number`, so one PR's events stay in order. SQS takes
+    /// at most 128 characters and GitHub allows a 39-character owner and a 100-character
+    /// repository name: a longer group keeps the first characters of the repository, then `~`
+    /// and 16 hex digits of the full name's SHA-256 (deterministic, so every event of the PR
+    /// lands in the same group), then `#number`.
     pub fn message_group_id(&self) -> String {
-        format!("{}#{}", self.repository.full_name, self.number)
+        const MAX: usize = 128;
+        let full = format!("{}#{}", self.repository.full_name, self.number);
+        if full.len() <= MAX {
+            return full;
+        }
+        use sha2::Digest as _;
+        let digest = hex::encode(sha2::Sha256::digest(self.repository.full_name.as_bytes()));
+        let suffix = format!("~{}#{}", &digest[..16], self.number);
+        let mut keep = MAX - suffix.len();
+        while !self.repository.full_name.is_char_boundary(keep) {
+            keep -= 1;
+        }
+        format!("{}{suffix}", &self.repository.full_name[..keep])
     }
 
     /// True for actions that end the environment.
@@ -391,6 +407,21 @@ mod tests {
         assert_eq!(e.author_association, "MEMBER");
         assert_eq!(e.sender.as_deref(), Some("bob"));
         assert_eq!(e.message_group_id(), "o/r#7");
+        // The longest names GitHub allows exceed SQS's 128 characters: bounded, deterministic,
+        // distinct per repository and per number.
+        let mut long = e.clone();
+        long.repository.full_name = format!("{}/{}", "o".repeat(39), "r".repeat(100));
+        long.number = 4_000_000_000;
+        let group = long.message_group_id();
+        assert_eq!(group.len(), 128, "{group}");
+        assert!(group.starts_with("ooo") && group.ends_with("#4000000000"), "{group}");
+        assert_eq!(group, long.message_group_id());
+        let mut other = long.clone();
+        other.repository.full_name.push('x');
+        assert_ne!(group, other.message_group_id());
+        other.repository.full_name = long.repository.full_name.clone();
+        other.number = 4_000_000_001;
+        assert_ne!(group, other.message_group_id());
         assert_eq!(e.received_at, now);
     }
 
