@@ -414,7 +414,10 @@ mod tests {
         long.number = 4_000_000_000;
         let group = long.message_group_id();
         assert_eq!(group.len(), 128, "{group}");
-        assert!(group.starts_with("ooo") && group.ends_with("#4000000000"), "{group}");
+        assert!(
+            group.starts_with("ooo") && group.ends_with("#4000000000"),
+            "{group}"
+        );
         assert_eq!(group, long.message_group_id());
         let mut other = long.clone();
         other.repository.full_name.push('x');

@@ -224,6 +224,18 @@ pub struct RenderContext<'a> {
     pub owner: Option<&'a OwnerReference>,
 }
 
+/// Metadata fields that only a live object carries, removed from templates at render.
+const LIVE_METADATA: &[&str] = &[
+    "resourceVersion",
+    "uid",
+    "creationTimestamp",
+    "managedFields",
+    "generation",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
 /// Renders a ReviewApp's `resources` for one pull request: substitutes variables, forces
 /// namespaced objects into `vars.namespace`, applies the object policy, adds the labels and the
 /// owner reference.
@@ -249,6 +261,10 @@ pub fn render_resources(
         let Some(map) = obj.as_object_mut() else {
             return Err(invalid("not an object"));
         };
+        let mut live_fields: Vec<&str> = Vec::new();
+        if map.remove("status").is_some() {
+            live_fields.push("status");
+        }
         let api_version = non_empty_str(map.get("apiVersion"))
             .ok_or_else(|| invalid("apiVersion must be a non-empty string"))?;
         let kind = non_empty_str(map.get("kind"))
@@ -264,6 +280,20 @@ pub fn render_resources(
             return Err(invalid(&format!(
                 "metadata.name {name:?} is not a valid object name"
             )));
+        }
+        // Fields only a live object has (a template copied from `kubectl get -o yaml`): the API
+        // server would refuse them in an apply (managedFields) or treat them as preconditions
+        // that can never hold (resourceVersion, uid). Removed, with a warning on the status.
+        for field in LIVE_METADATA {
+            if metadata.remove(*field).is_some() {
+                live_fields.push(field);
+            }
+        }
+        if !live_fields.is_empty() {
+            warnings.insert(format!(
+                "resources[{index}] ({kind} {name}): removed {} (fields of a live object, as copied from `kubectl get -o yaml`)",
+                live_fields.join(", ")
+            ));
         }
         let gk = GroupKind::from_api_version(&api_version, &kind);
         let scope =
@@ -472,6 +502,35 @@ mod tests {
         assert_eq!(
             render_value(&t, &vars(), &mut BTreeSet::new()),
             json!({"a": 1, "b": true, "c": null, "d": [1.5, "123"]})
+        );
+    }
+
+    #[test]
+    fn fields_of_a_live_object_are_removed_with_a_warning() {
+        let out = render(&[json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c-{{PR_NUMBER}}", "resourceVersion": "123", "uid": "abc",
+                "creationTimestamp": "2026-01-01T00:00:00Z", "managedFields": [{"manager": "kubectl"}],
+                "annotations": {"keep": "me"}},
+            "data": {"a": "b"}, "status": {"phase": "x"}})])
+        .unwrap();
+        let meta = &out.objects[0].object["metadata"];
+        for gone in [
+            "resourceVersion",
+            "uid",
+            "creationTimestamp",
+            "managedFields",
+        ] {
+            assert!(meta.get(gone).is_none(), "{gone} kept: {meta}");
+        }
+        assert!(out.objects[0].object.get("status").is_none());
+        assert_eq!(meta["annotations"]["keep"], "me");
+        assert_eq!(out.objects[0].object["data"]["a"], "b");
+        assert_eq!(out.warnings.len(), 1, "{:?}", out.warnings);
+        assert!(
+            out.warnings[0]
+                .contains("status, resourceVersion, uid, creationTimestamp, managedFields"),
+            "{:?}",
+            out.warnings
         );
     }
 

@@ -301,3 +301,54 @@ async fn a_reviewapp_name_longer_than_a_label_value_still_deploys() {
         long
     );
 }
+
+/// A template copied from `kubectl get -o yaml` carries fields of a live object
+/// (resourceVersion, uid, managedFields, status …) that the API server refuses in an apply:
+/// they are removed at render and named in a warning on the ReviewApp's status.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_copied_from_a_live_object_is_cleaned_and_deploys_with_a_warning() {
+    let stack = stack("outcome-live-copy").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ra = write(
+        &dir,
+        "ra.yaml",
+        "apiVersion: kubetempura.mercari.com/v1\nkind: ReviewApp\nmetadata: {name: copied}\nspec:\n  githubRepository: https://github.com/o/copied\n  resources:\n  - apiVersion: v1\n    kind: ConfigMap\n    metadata:\n      name: 'copied-{{PR_NUMBER}}'\n      resourceVersion: '4711'\n      uid: 0b6e1f9c-1111-2222-3333-444455556666\n      creationTimestamp: '2026-01-01T00:00:00Z'\n      managedFields: [{manager: kubectl, operation: Update, apiVersion: v1}]\n    data: {a: b}\n    status: {}\n",
+    );
+    apply_file(&stack.client, &ra, Some(&stack.ns)).await;
+    stack
+        .enqueue(
+            &Delivery::new("https://github.com/o/copied", 8, SHA, "opened"),
+            "copied-1",
+        )
+        .await;
+    stack
+        .wait_pr_phase(&stack.ns, "copied-pr8", Phase::Applied)
+        .await;
+    let cm = stack
+        .api("v1", "ConfigMap", &stack.ns)
+        .await
+        .get("copied-8")
+        .await
+        .unwrap();
+    assert_ne!(
+        cm.metadata.uid.as_deref(),
+        Some("0b6e1f9c-1111-2222-3333-444455556666")
+    );
+    let apps: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
+    let warnings = wait_for(
+        "the ReviewApp's warning",
+        Duration::from_secs(30),
+        || async {
+            let app = apps.get("copied").await.ok()?;
+            let warnings = app.status?.warnings;
+            (!warnings.is_empty()).then_some(warnings)
+        },
+    )
+    .await;
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("resourceVersion") && w.contains("managedFields")),
+        "{warnings:?}"
+    );
+}
