@@ -82,7 +82,16 @@ pub enum PolicyError {
     Privileged(GroupKind),
     #[error("{0:?} is not a kind: write Kind.group, e.g. ClusterRole.rbac.authorization.k8s.io")]
     BadGroupKind(String),
+    #[error("{0} is kubetempura's own kind: a ReviewApp cannot create ReviewApps or PR records")]
+    OwnKind(GroupKind),
+    #[error(
+        "a Secret of type kubernetes.io/service-account-token would mint a token of a ServiceAccount; refused"
+    )]
+    ServiceAccountToken,
 }
+
+/// The API group of this project's own kinds (ReviewApp, PR).
+const OWN_GROUP: &str = "kubetempura.mercari.com";
 
 /// API groups whose kinds grant privileges.
 const PRIVILEGED_GROUPS: &[&str] = &["rbac.authorization.k8s.io"];
@@ -148,6 +157,26 @@ impl ObjectPolicy {
         Self {
             allowed: kinds.into_iter().collect(),
         }
+    }
+
+    /// Checks what one rendered object would do, whatever the operator allows: this project's
+    /// own kinds (a ReviewApp creating ReviewApps or forging PR records) and Secrets that make
+    /// the token controller mint a ServiceAccount token are always refused.
+    pub fn check_object(
+        &self,
+        gk: &GroupKind,
+        object: &serde_json::Value,
+    ) -> Result<(), PolicyError> {
+        if gk.group == OWN_GROUP {
+            return Err(PolicyError::OwnKind(gk.clone()));
+        }
+        if gk.group.is_empty()
+            && gk.kind == "Secret"
+            && object["type"] == "kubernetes.io/service-account-token"
+        {
+            return Err(PolicyError::ServiceAccountToken);
+        }
+        Ok(())
     }
 
     /// Checks one kind of the given scope.

@@ -353,6 +353,14 @@ pub fn render_resources(
             let owner = serde_json::to_value(owner).map_err(|e| invalid(&e.to_string()))?;
             metadata.insert("ownerReferences".to_owned(), Value::Array(vec![owner]));
         }
+        ctx.policy
+            .check_object(&gk, &obj)
+            .map_err(|source| RenderError::Refused {
+                index,
+                kind: gk.to_string(),
+                name: name.clone(),
+                source,
+            })?;
         let key = (
             gk.group.clone(),
             kind.clone(),
@@ -503,6 +511,31 @@ mod tests {
             render_value(&t, &vars(), &mut BTreeSet::new()),
             json!({"a": 1, "b": true, "c": null, "d": [1.5, "123"]})
         );
+    }
+
+    #[test]
+    fn own_kinds_and_service_account_token_secrets_are_refused_whatever_is_allowed() {
+        let refused = |t: Value| render(&[t]).unwrap_err().to_string();
+        let e = refused(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "t", "annotations": {"kubernetes.io/service-account.name": "kubetempura-applier"}},
+            "type": "kubernetes.io/service-account-token"}));
+        assert!(e.contains("service-account-token"), "{e}");
+        let e = refused(
+            json!({"apiVersion": "kubetempura.mercari.com/v1", "kind": "PR",
+            "metadata": {"name": "forged-pr1"}, "spec": {}}),
+        );
+        assert!(e.contains("kubetempura's own kind"), "{e}");
+        let e = refused(
+            json!({"apiVersion": "kubetempura.mercari.com/v1", "kind": "ReviewApp",
+            "metadata": {"name": "child"}, "spec": {}}),
+        );
+        assert!(e.contains("kubetempura's own kind"), "{e}");
+        // An ordinary Secret is fine.
+        render(&[
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "type": "Opaque", "stringData": {"a": "b"}}),
+        ])
+        .unwrap();
     }
 
     #[test]

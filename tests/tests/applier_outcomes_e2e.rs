@@ -352,3 +352,35 @@ async fn a_template_copied_from_a_live_object_is_cleaned_and_deploys_with_a_warn
         "{warnings:?}"
     );
 }
+
+/// A ReviewApp author must not get a token of a ServiceAccount (the applier's, say) by
+/// templating a `kubernetes.io/service-account-token` Secret: refused by the object policy,
+/// recorded, nothing created.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_account_token_secret_in_a_template_is_refused() {
+    let stack = stack("outcome-sa-token").await;
+    let dir = tempfile::tempdir().unwrap();
+    let ra = write(
+        &dir,
+        "ra.yaml",
+        "apiVersion: kubetempura.mercari.com/v1\nkind: ReviewApp\nmetadata: {name: grabby}\nspec:\n  githubRepository: https://github.com/o/grabby\n  resources:\n  - {apiVersion: v1, kind: ConfigMap, metadata: {name: 'cm-{{PR_NUMBER}}'}, data: {a: b}}\n  - apiVersion: v1\n    kind: Secret\n    metadata:\n      name: 'token-{{PR_NUMBER}}'\n      annotations: {kubernetes.io/service-account.name: default}\n    type: kubernetes.io/service-account-token\n",
+    );
+    apply_file(&stack.client, &ra, Some(&stack.ns)).await;
+    stack
+        .enqueue(
+            &Delivery::new("https://github.com/o/grabby", 9, SHA, "opened"),
+            "grabby-1",
+        )
+        .await;
+    let pr = stack
+        .wait_pr_phase(&stack.ns, "grabby-pr9", Phase::Failed)
+        .await;
+    let message = pr.status.unwrap().message.unwrap_or_default();
+    assert!(message.contains("service-account-token"), "{message}");
+    stack.wait_queue_drained().await;
+    let secrets = stack.names("v1", "Secret", &stack.ns).await;
+    assert!(
+        !secrets.iter().any(|s| s == "token-9"),
+        "no token Secret created: {secrets:?}"
+    );
+}
