@@ -216,9 +216,11 @@ async fn deleting_a_reviewapp_removes_its_environments() {
         stack
             .wait_gone("v1", "Service", &stack.ns, &env_name(pr))
             .await;
+        // The garbage collector deletes the PR objects. In a control plane younger than its
+        // 30-second discovery resync it may not watch the PR kind yet: allow for that.
         wait_for(
             &format!("PR object {pr} to be deleted"),
-            Duration::from_secs(30),
+            Duration::from_secs(120),
             || async { get_pr(&stack, pr).await.is_none().then_some(()) },
         )
         .await;
