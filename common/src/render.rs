@@ -224,6 +224,26 @@ pub struct RenderContext<'a> {
     pub owner: Option<&'a OwnerReference>,
 }
 
+/// Sets `entries` in the string map `metadata[key]` (created when absent or null); `Err` when
+/// the template holds something else than a map there.
+fn merge_strings(
+    metadata: &mut Map<String, Value>,
+    key: &str,
+    entries: &BTreeMap<String, String>,
+) -> Result<(), ()> {
+    let slot = metadata
+        .entry(key)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if slot.is_null() {
+        *slot = Value::Object(Map::new());
+    }
+    let map = slot.as_object_mut().ok_or(())?;
+    for (k, v) in entries {
+        map.insert(k.clone(), Value::String(v.clone()));
+    }
+    Ok(())
+}
+
 /// Metadata fields that only a live object carries, removed from templates at render.
 const LIVE_METADATA: &[&str] = &[
     "resourceVersion",
@@ -323,31 +343,11 @@ pub fn render_resources(
                 None
             }
         };
-        let label_map = metadata
-            .entry("labels")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if label_map.is_null() {
-            *label_map = Value::Object(Map::new());
-        }
-        let label_map = label_map
-            .as_object_mut()
-            .ok_or_else(|| invalid("metadata.labels must be a map"))?;
-        for (k, v) in &labels {
-            label_map.insert(k.clone(), Value::String(v.clone()));
-        }
+        merge_strings(metadata, "labels", &labels)
+            .map_err(|()| invalid("metadata.labels must be a map"))?;
         if !annotations.is_empty() {
-            let annotation_map = metadata
-                .entry("annotations")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if annotation_map.is_null() {
-                *annotation_map = Value::Object(Map::new());
-            }
-            let annotation_map = annotation_map
-                .as_object_mut()
-                .ok_or_else(|| invalid("metadata.annotations must be a map"))?;
-            for (k, v) in &annotations {
-                annotation_map.insert(k.clone(), Value::String(v.clone()));
-            }
+            merge_strings(metadata, "annotations", &annotations)
+                .map_err(|()| invalid("metadata.annotations must be a map"))?;
         }
         if let Some(owner) = ctx.owner {
             let owner = serde_json::to_value(owner).map_err(|e| invalid(&e.to_string()))?;
