@@ -159,14 +159,17 @@ impl ObjectPolicy {
         }
     }
 
-    /// Checks what one rendered object would do, whatever the operator allows: this project's
-    /// own kinds (a ReviewApp creating ReviewApps or forging PR records) and Secrets that make
-    /// the token controller mint a ServiceAccount token are always refused.
+    /// Checks one rendered object: its kind ([`Self::check`]), then what it would do, whatever
+    /// the operator allows: this project's own kinds (a ReviewApp creating ReviewApps or forging
+    /// PR records) and Secrets that make the token controller mint a ServiceAccount token are
+    /// always refused.
     pub fn check_object(
         &self,
         gk: &GroupKind,
+        scope: Scope,
         object: &serde_json::Value,
     ) -> Result<(), PolicyError> {
+        self.check(gk, scope)?;
         if gk.group == OWN_GROUP {
             return Err(PolicyError::OwnKind(gk.clone()));
         }

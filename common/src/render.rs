@@ -322,14 +322,6 @@ pub fn render_resources(
                 kind: gk.to_string(),
                 name: name.clone(),
             })?;
-        ctx.policy
-            .check(&gk, scope)
-            .map_err(|source| RenderError::Refused {
-                index,
-                kind: gk.to_string(),
-                name: name.clone(),
-                source,
-            })?;
         let namespace = match scope {
             Scope::Namespaced => {
                 metadata.insert(
@@ -354,7 +346,7 @@ pub fn render_resources(
             metadata.insert("ownerReferences".to_owned(), Value::Array(vec![owner]));
         }
         ctx.policy
-            .check_object(&gk, &obj)
+            .check_object(&gk, scope, &obj)
             .map_err(|source| RenderError::Refused {
                 index,
                 kind: gk.to_string(),

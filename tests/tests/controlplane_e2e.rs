@@ -18,7 +18,7 @@ use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleBinding};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
-use kubetempura_common::crd::{PR, Phase, ReviewApp};
+use kubetempura_common::crd::{Phase, ReviewApp};
 use kubetempura_tests::harness::applier::stop_gracefully;
 use kubetempura_tests::harness::install::SERVICE_ACCOUNT;
 use kubetempura_tests::harness::kubeapi::read_documents;
@@ -27,19 +27,6 @@ use kubetempura_tests::harness::{tools, wait_for};
 use serde_json::{Value, json};
 
 const APP: &str = "reviewapp-sample";
-
-/// Opens `pr` at `sha(1)` and waits until its environment is applied.
-async fn open(stack: &Stack, pr: u64) -> PR {
-    stack
-        .enqueue(&delivery(pr, &sha(1), "opened", 0), &format!("open-{pr}"))
-        .await;
-    stack
-        .wait_deployment_image(&stack.ns, &env_name(pr), &image(pr, &sha(1)))
-        .await;
-    stack
-        .wait_pr_phase(&stack.ns, &env_name(pr), Phase::Applied)
-        .await
-}
 
 /// Asserts that `refs` is exactly one controller reference to `owner`, blocking its deletion.
 fn assert_controlled_by<K: Resource<DynamicType = ()>>(
@@ -65,7 +52,7 @@ async fn deleting_a_reviewapp_removes_its_prs_and_their_objects_by_the_garbage_c
     let app = apps.get(APP).await.unwrap();
     let prs = [60, 61];
     for pr in prs {
-        let object = open(&stack, pr).await;
+        let object = open_applied(&stack, pr).await;
         // The chain the garbage collector follows: Deployment and Service → PR → ReviewApp.
         assert_controlled_by(&format!("PR {pr}"), object.owner_references(), &app);
         for (api_version, kind) in [("apps/v1", "Deployment"), ("v1", "Service")] {
@@ -191,7 +178,7 @@ async fn kubectl_get_prs(stack: &Stack, extra: &[&str]) -> Vec<Vec<String>> {
 async fn kubectl_get_prs_prints_the_printer_columns() {
     let stack = Stack::start(options("printer-columns", &[])).await;
     let pr = 62;
-    let object = open(&stack, pr).await;
+    let object = open_applied(&stack, pr).await;
     let object = serde_json::to_value(&object).unwrap();
     let columns = pr_printer_columns();
     let age = regex::Regex::new(r"^(\d+[smhdy])+$").unwrap();
@@ -266,11 +253,11 @@ async fn drop_watches_and_wait_for_new_ones(stack: &Stack) {
 async fn the_applier_recovers_when_its_watches_are_dropped() {
     // No periodic resync: only a live ReviewApp watch can bring the edit in.
     let stack = Stack::start(options("watch-drop", &["--resync-seconds", "3600"])).await;
-    open(&stack, 63).await;
+    open_applied(&stack, 63).await;
     drop_watches_and_wait_for_new_ones(&stack).await;
     drop_watches_and_wait_for_new_ones(&stack).await;
     // Only a live PR watch puts a PR opened now into the cache the re-render walks.
-    open(&stack, 64).await;
+    open_applied(&stack, 64).await;
     stack.wait_queue_drained().await;
     let received = stack.applier().metric(RECEIVED).await;
 
@@ -344,7 +331,7 @@ async fn the_applier_works_under_the_per_namespace_install() {
     .await;
     let ns = stack.ns.clone();
     let pr = 65;
-    open(&stack, pr).await;
+    open_applied(&stack, pr).await;
     assert!(get(&stack, "v1", "Service", &env_name(pr)).await.is_some());
     stack
         .enqueue(&delivery(pr, &sha(1), "closed", 1), "close-65")

@@ -16,18 +16,6 @@ use kubetempura_tests::harness::faults::FaultRule;
 use kubetempura_tests::harness::stack::{Stack, StackOptions};
 use serde_json::json;
 
-async fn open(stack: &Stack, pr: u64) {
-    stack
-        .enqueue(&delivery(pr, &sha(1), "opened", 0), &format!("open-{pr}"))
-        .await;
-    stack
-        .wait_deployment_image(&stack.ns, &env_name(pr), &image(pr, &sha(1)))
-        .await;
-    stack
-        .wait_pr_phase(&stack.ns, &env_name(pr), Phase::Applied)
-        .await;
-}
-
 async fn delete_deployment(stack: &Stack, pr: u64) {
     stack
         .api("apps/v1", "Deployment", &stack.ns)
@@ -67,8 +55,8 @@ async fn change_image(stack: &Stack, pr: u64) {
 async fn resync_on_start_restores_what_changed_while_the_applier_was_down() {
     // The periodic resync is far away: only the one at start can repair.
     let mut stack = Stack::start(options("resync-start", &["--resync-seconds", "3600"])).await;
-    open(&stack, 50).await;
-    open(&stack, 51).await;
+    open_applied(&stack, 50).await;
+    open_applied(&stack, 51).await;
     stack.wait_queue_drained().await;
     stop_gracefully(stack.applier.as_mut().unwrap(), Duration::from_secs(30));
 
@@ -87,7 +75,7 @@ async fn resync_on_start_restores_what_changed_while_the_applier_was_down() {
 #[tokio::test(flavor = "multi_thread")]
 async fn periodic_resync_repairs_drift_without_a_webhook() {
     let stack = Stack::start(options("resync-periodic", &["--resync-seconds", "2"])).await;
-    open(&stack, 52).await;
+    open_applied(&stack, 52).await;
     delete_deployment(&stack, 52).await;
     stack
         .wait_deployment_image(&stack.ns, &env_name(52), &image(52, &sha(1)))
@@ -106,7 +94,7 @@ async fn resync_finishes_a_half_done_close() {
         ..options("resync-close", &["--resync-seconds", "2"])
     })
     .await;
-    open(&stack, 53).await;
+    open_applied(&stack, 53).await;
     // The close cannot delete the Deployment: it is retried, then dead-lettered.
     stack
         .proxy

@@ -241,3 +241,20 @@ pub fn versions(o: &DynamicObject) -> (String, Option<i64>) {
         o.metadata.generation,
     )
 }
+
+/// Opens `pr` at `sha(1)` and waits until its environment is applied; the `PR` object then.
+pub async fn open_applied(stack: &Stack, pr: u64) -> PR {
+    stack
+        .enqueue(&delivery(pr, &sha(1), "opened", 0), &format!("open-{pr}"))
+        .await;
+    stack
+        .wait_deployment_image(&stack.ns, &env_name(pr), &image(pr, &sha(1)))
+        .await;
+    stack
+        .wait_pr_phase(
+            &stack.ns,
+            &env_name(pr),
+            kubetempura_common::crd::Phase::Applied,
+        )
+        .await
+}
