@@ -1,52 +1,135 @@
 //! The Kubernetes side: discovery of arbitrary kinds (cached), server-side apply with one field
-//! manager, deletes, and the classification of API errors into retryable and permanent.
+//! manager, reads and deletes with uid preconditions, and the classification of API errors into
+//! retryable and permanent.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use kube::Client;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{ApiCapabilities, Scope as KubeScope};
-use kubetempura_common::policy::Scope;
+use kubetempura_common::crd::InventoryEntry;
+use kubetempura_common::policy::{GroupKind, Scope};
 use kubetempura_common::render::RenderedObject;
 use tokio::sync::RwLock;
 
 /// How a failure is handled.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Failure {
-    /// Retrying may help (API 5xx, 429, 409, timeouts, connection errors): the message goes back
-    /// to the queue with a growing delay and, after the queue's max receive count, to the DLQ.
-    #[error("{0}")]
-    Transient(String),
-    /// Retrying cannot help (invalid template, refused kind, object refused by the API server):
-    /// recorded on the `PR` and `ReviewApp` status and as an Event; the message is acknowledged.
-    #[error("{0}")]
-    Permanent(String),
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Retrying may help (API 5xx, 429, timeouts, connection errors): the consumer retries the
+    /// message with a growing delay.
+    Transient,
+    /// Retrying cannot help (invalid template, refused kind, an object the API server refused
+    /// or that belongs to someone else): recorded on the `PR` and `ReviewApp` status and as an
+    /// Event; the message is acknowledged.
+    Permanent,
+    /// Another writer changed our own `PR` record since we read it (a resourceVersion
+    /// precondition failed): the reconcile re-reads the record and decides again.
+    RecordConflict,
+}
+
+/// A failed step of a reconcile: its class, the HTTP status of the API answer when there was
+/// one, a message for humans, and the client error it came from.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    class: Class,
+    status: Option<u16>,
+    message: String,
+    #[source]
+    source: Option<Arc<kube::Error>>,
 }
 
 impl Failure {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Transient(_))
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(Class::Transient, message)
     }
-}
 
-/// Classifies a kube client error.
-pub fn classify(context: &str, e: &kube::Error) -> Failure {
-    let msg = format!("{context}: {e}");
-    match e {
-        kube::Error::Api(status) => match status.code {
-            408 | 409 | 425 | 429 | 500..=599 => Failure::Transient(msg),
-            _ => Failure::Permanent(format!(
-                "{context}: {} ({} {})",
-                status.message, status.code, status.reason
-            )),
-        },
-        kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => {
-            Failure::Transient(msg)
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(Class::Permanent, message)
+    }
+
+    fn new(class: Class, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            status: None,
+            message: message.into(),
+            source: None,
         }
-        kube::Error::SerdeError(_) => Failure::Transient(msg),
-        _ => Failure::Permanent(msg),
+    }
+
+    /// Classifies a kube client error met while doing `context`.
+    pub fn from_kube(context: &str, e: kube::Error) -> Self {
+        let (class, status, message) = match &e {
+            kube::Error::Api(s) => {
+                let class = match s.code {
+                    408 | 409 | 425 | 429 | 500..=599 => Class::Transient,
+                    _ => Class::Permanent,
+                };
+                (
+                    class,
+                    Some(s.code),
+                    format!("{context}: {} ({} {})", s.message, s.code, s.reason),
+                )
+            }
+            kube::Error::HyperError(_)
+            | kube::Error::Service(_)
+            | kube::Error::ReadEvents(_)
+            | kube::Error::SerdeError(_) => (Class::Transient, None, format!("{context}: {e}")),
+            _ => (Class::Permanent, None, format!("{context}: {e}")),
+        };
+        Self {
+            class,
+            status,
+            message,
+            source: Some(Arc::new(e)),
+        }
+    }
+
+    /// A 409 on our own record: the reconcile re-reads it and decides again.
+    #[must_use]
+    pub fn on_record(self) -> Self {
+        if self.status == Some(409) {
+            Self {
+                class: Class::RecordConflict,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
+    /// A 409 on an object: it is not ours (a uid precondition failed), which retrying cannot
+    /// change.
+    #[must_use]
+    pub fn conflict_is_permanent(self) -> Self {
+        if self.status == Some(409) {
+            Self {
+                class: Class::Permanent,
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
+    pub fn class(&self) -> Class {
+        self.class
+    }
+
+    /// True unless retrying cannot help (a record conflict is retried too).
+    pub fn is_transient(&self) -> bool {
+        self.class != Class::Permanent
+    }
+
+    /// The HTTP status of the API server's answer, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        self.status
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status == Some(404)
     }
 }
 
@@ -89,9 +172,9 @@ impl Discovery {
             }
             Err(kube::Error::Discovery(_)) => Ok(None),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(classify(
+            Err(e) => Err(Failure::from_kube(
                 &format!("discovery of {kind}.{group}/{version}"),
-                &e,
+                e,
             )),
         }
     }
@@ -121,57 +204,98 @@ fn scope_of(caps: &ApiCapabilities) -> Scope {
     }
 }
 
-/// Server-side-applies one rendered object with `manager`, forcing ownership.
-pub async fn apply(
+/// The resource of a kind the cluster serves, or a permanent failure naming what is not served.
+async fn served(
     discovery: &Discovery,
-    manager: &str,
-    obj: &RenderedObject,
-) -> Result<(), Failure> {
-    let (ar, _) = discovery
-        .resolve(&obj.api_version, &obj.kind)
-        .await?
-        .ok_or_else(|| {
-            Failure::Permanent(format!(
-                "{} {} is not served by the cluster",
-                obj.group_kind(),
-                obj.name
-            ))
-        })?;
-    let api = discovery.api(&ar, obj.namespace.as_deref());
-    let params = PatchParams::apply(manager).force();
-    match api
-        .patch(&obj.name, &params, &Patch::Apply(&obj.object))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            if is_not_found(&e) {
-                discovery.forget(&obj.api_version, &obj.kind).await;
-            }
-            Err(classify(
-                &format!("apply {} {}", obj.group_kind(), obj.name),
-                &e,
-            ))
-        }
-    }
+    api_version: &str,
+    kind: &str,
+    name: &str,
+) -> Result<ApiResource, Failure> {
+    let (ar, _) = discovery.resolve(api_version, kind).await?.ok_or_else(|| {
+        Failure::permanent(format!(
+            "{} {name} is not served by the cluster",
+            GroupKind::from_api_version(api_version, kind)
+        ))
+    })?;
+    Ok(ar)
 }
 
-/// Deletes one object (background propagation); an object already gone is success.
-pub async fn delete(
+/// Reads one object; `Ok(None)` when it does not exist (or its kind is not served any more).
+pub async fn get(
     discovery: &Discovery,
     api_version: &str,
     kind: &str,
     namespace: Option<&str>,
     name: &str,
-) -> Result<bool, Failure> {
+) -> Result<Option<DynamicObject>, Failure> {
     let Some((ar, _)) = discovery.resolve(api_version, kind).await? else {
+        return Ok(None);
+    };
+    discovery
+        .api(&ar, namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| Failure::from_kube(&format!("get {kind} {name}"), e))
+}
+
+/// Server-side-applies one rendered object with `manager`, forcing field ownership. With `uid`,
+/// the API server applies only to that very object (a precondition: a 409 when the name now
+/// belongs to another object). Returns the uid of the object applied.
+pub async fn apply(
+    discovery: &Discovery,
+    manager: &str,
+    obj: &RenderedObject,
+    uid: Option<&str>,
+) -> Result<String, Failure> {
+    let ar = served(discovery, &obj.api_version, &obj.kind, &obj.name).await?;
+    let api = discovery.api(&ar, obj.namespace.as_deref());
+    let params = PatchParams::apply(manager).force();
+    let mut body = obj.object.clone();
+    if let (Some(uid), Some(metadata)) = (
+        uid,
+        body.get_mut("metadata").and_then(|m| m.as_object_mut()),
+    ) {
+        metadata.insert("uid".to_owned(), uid.into());
+    }
+    match api.patch(&obj.name, &params, &Patch::Apply(&body)).await {
+        Ok(applied) => Ok(applied.metadata.uid.unwrap_or_default()),
+        Err(e) => {
+            if is_not_found(&e) {
+                discovery.forget(&obj.api_version, &obj.kind).await;
+            }
+            Err(Failure::from_kube(
+                &format!("apply {} {}", obj.group_kind(), obj.name),
+                e,
+            ))
+        }
+    }
+}
+
+/// Deletes one object (background propagation), only if its uid is still `uid`; `Ok(false)`
+/// when it was already gone.
+pub async fn delete(
+    discovery: &Discovery,
+    entry: &InventoryEntry,
+    uid: &str,
+) -> Result<bool, Failure> {
+    let Some((ar, _)) = discovery.resolve(&entry.api_version, &entry.kind).await? else {
         // The kind is gone from the cluster, and its objects with it.
         return Ok(false);
     };
-    let api = discovery.api(&ar, namespace);
-    match api.delete(name, &DeleteParams::background()).await {
+    let api = discovery.api(&ar, entry.namespace.as_deref());
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&entry.name, &params).await {
         Ok(_) => Ok(true),
         Err(e) if is_not_found(&e) => Ok(false),
-        Err(e) => Err(classify(&format!("delete {kind} {name}"), &e)),
+        Err(e) => Err(Failure::from_kube(
+            &format!("delete {} {}", entry.kind, entry.name),
+            e,
+        )),
     }
 }

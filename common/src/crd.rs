@@ -195,6 +195,11 @@ pub struct InventoryEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     pub name: String,
+    /// The object's uid when it was applied: deletes carry it as a precondition, so an object
+    /// deleted and re-created by someone else under the same name is never deleted. Absent in
+    /// inventories written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 impl InventoryEntry {
@@ -282,6 +287,15 @@ pub fn object_annotations(review_app: &str) -> BTreeMap<String, String> {
     }
 }
 
+/// The annotation naming the environment (`<namespace>/<PR object name>`) every rendered object
+/// belongs to: what the applier checks before it applies over, or deletes, an existing object.
+pub const ANNOTATION_ENVIRONMENT: &str = "kubetempura.mercari.com/environment";
+
+/// The value of [`ANNOTATION_ENVIRONMENT`] for the environment `pr_name` in `namespace`.
+pub fn environment_id(namespace: &str, pr_name: &str) -> String {
+    format!("{namespace}/{pr_name}")
+}
+
 /// The annotation with the full ReviewApp name (see [`object_annotations`]).
 pub const ANNOTATION_REVIEWAPP: &str = "kubetempura.mercari.com/reviewapp";
 
@@ -362,6 +376,7 @@ mod tests {
             kind: "VirtualService".into(),
             namespace: Some("default".into()),
             name: name.into(),
+            uid: None,
         };
         let old = entry("networking.istio.io/v1beta1", "a");
         assert_eq!(
@@ -378,6 +393,7 @@ mod tests {
             kind: "Service".into(),
             namespace: None,
             name: "s".into(),
+            uid: Some("u".into()),
         };
         assert_eq!(core.identity(), ("", "Service", None, "s"));
     }

@@ -12,32 +12,37 @@ pub const DNS_LABEL_MAX: usize = 63;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RepoKey(String);
 
+/// Splits a repository URL into host, owner and name, as written (case kept); `None` when it
+/// does not name `host/owner/name`. Accepts what [`RepoKey::parse`] accepts.
+pub fn split_repository_url(url: &str) -> Option<(String, String, String)> {
+    let s = url.trim();
+    let rest = if let Some(r) = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+    {
+        r.to_owned()
+    } else if let Some(r) = s.strip_prefix("git@") {
+        r.replacen(':', "/", 1)
+    } else if let Some(r) = s.strip_prefix("ssh://git@") {
+        r.to_owned()
+    } else {
+        return None;
+    };
+    let rest = rest.trim_end_matches('/');
+    let rest = rest.strip_suffix(".git").unwrap_or(rest);
+    let parts: Vec<&str> = rest.split('/').collect();
+    if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    let host = parts[0].rsplit('@').next().unwrap_or(parts[0]);
+    Some((host.to_owned(), parts[1].to_owned(), parts[2].to_owned()))
+}
+
 impl RepoKey {
     /// Parses a repository URL; `None` when it does not name `host/owner/name`.
     pub fn parse(url: &str) -> Option<Self> {
-        let s = url.trim();
-        let rest = if let Some(r) = s
-            .strip_prefix("https://")
-            .or_else(|| s.strip_prefix("http://"))
-        {
-            r.to_owned()
-        } else if let Some(r) = s.strip_prefix("git@") {
-            r.replacen(':', "/", 1)
-        } else if let Some(r) = s.strip_prefix("ssh://git@") {
-            r.to_owned()
-        } else {
-            return None;
-        };
-        let rest = rest.trim_end_matches('/');
-        let rest = rest.strip_suffix(".git").unwrap_or(rest);
-        let parts: Vec<&str> = rest.split('/').collect();
-        if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
-            return None;
-        }
-        let host = parts[0].rsplit('@').next().unwrap_or(parts[0]);
-        Some(Self(
-            format!("{host}/{}/{}", parts[1], parts[2]).to_ascii_lowercase(),
-        ))
+        let (host, owner, name) = split_repository_url(url)?;
+        Some(Self(format!("{host}/{owner}/{name}").to_ascii_lowercase()))
     }
 
     /// The repository owner, in lowercase.

@@ -12,9 +12,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Map, Value};
 
-use crate::crd::{InventoryEntry, object_annotations, object_labels};
+use crate::crd::{
+    ANNOTATION_ENVIRONMENT, InventoryEntry, environment_id, object_annotations, object_labels,
+};
 use crate::event::PrEvent;
 use crate::naming::branch_slug;
+use crate::naming::pr_object_name;
 use crate::policy::{GroupKind, ObjectPolicy, PolicyError, Scope};
 
 /// The variables a template may use.
@@ -201,6 +204,7 @@ impl RenderedObject {
             kind: self.kind.clone(),
             namespace: self.namespace.clone(),
             name: self.name.clone(),
+            uid: None,
         }
     }
 }
@@ -268,7 +272,14 @@ pub fn render_resources(
     let mut objects: Vec<RenderedObject> = Vec::with_capacity(templates.len());
     let mut seen: BTreeMap<(String, String, Option<String>, String), usize> = BTreeMap::new();
     let labels = object_labels(&vars.review_app, vars.pr_number);
-    let annotations = object_annotations(&vars.review_app);
+    let mut annotations = object_annotations(&vars.review_app);
+    annotations.insert(
+        ANNOTATION_ENVIRONMENT.to_owned(),
+        environment_id(
+            &vars.namespace,
+            &pr_object_name(&vars.review_app, vars.pr_number),
+        ),
+    );
     for (index, template) in templates.iter().enumerate() {
         let invalid = |reason: &str| RenderError::Invalid {
             index,
@@ -751,6 +762,7 @@ mod tests {
             let mut expected = shape(&template);
             expected["metadata"]["namespace"] = Value::String(String::new());
             expected["metadata"]["labels"] = shape(&json!(object_labels("x", 1)));
+            expected["metadata"]["annotations"][ANNOTATION_ENVIRONMENT] = Value::String(String::new());
             prop_assert_eq!(shape(rendered), expected);
             prop_assert_eq!(rendered["data"]["title"].as_str(), Some(title.as_str()));
             prop_assert_eq!(rendered["metadata"]["annotations"]["branch"].as_str(), Some(branch.as_str()));

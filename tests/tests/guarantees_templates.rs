@@ -304,3 +304,108 @@ async fn moving_a_template_to_another_version_of_its_kind_keeps_the_object() {
         "nothing pruned"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn re_pointing_a_reviewapp_to_another_repository_retires_the_old_repositorys_environments() {
+    const OTHER: &str = "https://github.com/mercari/other-repository";
+    let stack = Stack::start(options("repoint", &[])).await;
+    open(&stack, 47).await;
+    wait_applied_generation(&stack, 47, 1).await;
+
+    let mut app = sample_app();
+    app["spec"]["githubRepository"] = Value::from(OTHER);
+    apply_app(&stack, &app).await;
+    let tombstone = stack
+        .wait_pr_phase(&stack.ns, &env_name(47), Phase::Closed)
+        .await;
+    let message = tombstone.status.unwrap().message.unwrap();
+    assert!(
+        message.contains(&format!("now follows {OTHER}")),
+        "{message}"
+    );
+    stack
+        .wait_gone("apps/v1", "Deployment", &stack.ns, &env_name(47))
+        .await;
+    stack
+        .wait_gone("v1", "Service", &stack.ns, &env_name(47))
+        .await;
+
+    // The old repository's events do not bring it back…
+    stack
+        .enqueue(&delivery(47, &sha(2), "synchronize", 2), "old-repo-push")
+        .await;
+    wait_metric(&stack, &acked("no_reviewapp"), 1.0).await;
+    assert!(
+        get(&stack, "apps/v1", "Deployment", &env_name(47))
+            .await
+            .is_none()
+    );
+    // …and the same number in the followed repository starts afresh.
+    let mut d = delivery(47, &sha(3), "opened", 3);
+    d.repository = OTHER.to_owned();
+    stack.enqueue(&d, "new-repo-open").await;
+    stack
+        .wait_deployment_image(&stack.ns, &env_name(47), &image(47, &sha(3)))
+        .await;
+    let record = stack
+        .wait_pr_phase(&stack.ns, &env_name(47), Phase::Applied)
+        .await;
+    assert_eq!(record.spec.repository, OTHER);
+    stack.wait_queue_drained().await;
+    assert_eq!(dlq_depth(&stack).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reviewapp_deleted_and_recreated_keeps_the_protection_of_its_tombstones() {
+    let stack = Stack::start(options("recreate-app", &[])).await;
+    open(&stack, 48).await;
+    wait_applied_generation(&stack, 48, 1).await;
+    stack
+        .enqueue(&delivery(48, &sha(1), "closed", 1), "close-48")
+        .await;
+    stack
+        .wait_pr_phase(&stack.ns, &env_name(48), Phase::Closed)
+        .await;
+    open(&stack, 49).await;
+    wait_applied_generation(&stack, 49, 1).await;
+
+    let api: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
+    api.delete("reviewapp-sample", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The live environment goes with its ReviewApp (allowing for the GC's discovery resync).
+    wait_for(
+        "PR object 49 to be deleted",
+        Duration::from_secs(120),
+        || async { get_pr(&stack, 49).await.is_none().then_some(()) },
+    )
+    .await;
+    stack
+        .wait_gone("apps/v1", "Deployment", &stack.ns, &env_name(49))
+        .await;
+
+    // Re-created under the same name, a late redelivery of the closed pull request's
+    // `opened` finds the tombstone and is stale.
+    apply_app(&stack, &sample_app()).await;
+    stack
+        .enqueue(&delivery(48, &sha(1), "opened", 0), "late-open-48")
+        .await;
+    wait_metric(&stack, &acked("stale"), 1.0).await;
+    stack.wait_queue_drained().await;
+    assert!(
+        get(&stack, "apps/v1", "Deployment", &env_name(48))
+            .await
+            .is_none()
+    );
+    let tombstone = get_pr(&stack, 48)
+        .await
+        .expect("the tombstone outlived its ReviewApp");
+    assert!(tombstone.spec.closed);
+    assert!(
+        tombstone
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+}

@@ -79,6 +79,14 @@ impl Default for StackOptions {
     }
 }
 
+/// An applier started beside the stack's own (see [`Stack::start_extra_applier`]).
+pub struct ExtraApplier {
+    pub process: ApplierProcess,
+    /// The proxy between it and the API server.
+    pub proxy: FaultProxy,
+    _dir: tempfile::TempDir,
+}
+
 /// A running system. Everything stops when it is dropped.
 pub struct Stack {
     pub applier: Option<ApplierProcess>,
@@ -206,6 +214,28 @@ impl Stack {
         )
         .await;
         self.applier = Some(applier);
+    }
+
+    /// Starts another applier (as a second replica, or one with other flags) with the same
+    /// identity, through a fault proxy of its own, consuming `queue_url`.
+    pub async fn start_extra_applier(&self, queue_url: &str, args: &[String]) -> ExtraApplier {
+        let proxy = FaultProxy::start(&self.cluster.server, &self.cluster.ca_pem).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kubeconfig = dir.path().join("applier.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            token_kubeconfig(&proxy.url(), &[], &self.identity.token, &self.ns),
+        )
+        .expect("write the extra applier's kubeconfig");
+        let mut all_args = vec!["--namespace".to_owned(), self.ns.clone()];
+        all_args.extend(args.iter().cloned());
+        let process =
+            ApplierProcess::start(queue_url, &kubeconfig, &self.sqs.env(), &all_args).await;
+        ExtraApplier {
+            process,
+            proxy,
+            _dir: dir,
+        }
     }
 
     /// The running applier.

@@ -1,0 +1,144 @@
+//! What reconciliation needs, built once at start-up: clients, caches, policy, the per-environment
+//! locks and the records this process wrote last.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::runtime::events::{Recorder, Reporter};
+use kube::{Client, ResourceExt};
+use kubetempura_common::crd::PR;
+use kubetempura_common::policy::ObjectPolicy;
+
+use super::record::event_time;
+use crate::cache::Caches;
+use crate::kubeapi::Discovery;
+use crate::metrics::Metrics;
+
+type EnvLock = Arc<tokio::sync::Mutex<()>>;
+
+/// The `PR` objects this process wrote, kept until the watch cache shows them.
+struct Written {
+    entries: HashMap<(String, String), (Instant, Arc<PR>)>,
+    last_sweep: Instant,
+}
+
+/// How often [`Written`] drops the copies the watch cache has caught up with.
+const WRITTEN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Longest a copy is kept even when the watch has not shown it (a broken watch recovers by
+/// relisting well within this).
+const WRITTEN_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Everything reconciliation needs, built once at start-up.
+pub struct Ctx {
+    pub client: Client,
+    pub discovery: Discovery,
+    pub caches: Caches,
+    pub policy: ObjectPolicy,
+    pub field_manager: String,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// The `PR` objects this process wrote last (fresher than the watch cache).
+    written: Mutex<Written>,
+    /// One lock per environment, so a re-render and an event never interleave.
+    locks: Mutex<HashMap<(String, String), EnvLock>>,
+}
+
+impl Ctx {
+    pub fn new(
+        client: Client,
+        caches: Caches,
+        policy: ObjectPolicy,
+        field_manager: String,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: field_manager.clone(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            discovery: Discovery::new(client.clone()),
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            caches,
+            policy,
+            field_manager,
+            metrics,
+            written: Mutex::new(Written {
+                entries: HashMap::new(),
+                last_sweep: Instant::now(),
+            }),
+            locks: Mutex::default(),
+        }
+    }
+
+    /// The lock of one environment (`PR` object): events, re-renders and tombstone collection
+    /// of the same environment never interleave.
+    pub fn lock_for(&self, ns: &str, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks
+            .entry((ns.to_owned(), name.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    /// The freshest known `PR` object: this process's last write or the watch cache, whichever
+    /// recorded the later event.
+    pub fn current_pr(&self, ns: &str, name: &str) -> Option<Arc<PR>> {
+        let written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entries
+            .get(&(ns.to_owned(), name.to_owned()))
+            .map(|(_, pr)| pr.clone());
+        let cached = self.caches.pr(ns, name);
+        match (written, cached) {
+            (Some(w), Some(c)) => Some(if event_time(&c) > event_time(&w) {
+                c
+            } else {
+                w
+            }),
+            (w, c) => w.or(c),
+        }
+    }
+
+    pub(super) fn remember(&self, mut pr: PR) {
+        pr.managed_fields_mut().clear();
+        let key = (pr.namespace().unwrap_or_default(), pr.name_any());
+        let mut written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        written.entries.insert(key, (Instant::now(), Arc::new(pr)));
+        // Our copy only matters until the watch cache has caught up with the write; dropping
+        // it then keeps one copy of each environment in memory, not two.
+        if written.last_sweep.elapsed() >= WRITTEN_SWEEP_INTERVAL {
+            written.last_sweep = Instant::now();
+            let caches = &self.caches;
+            written.entries.retain(|(ns, name), (at, pr)| {
+                let caught_up = caches
+                    .pr(ns, name)
+                    .is_some_and(|c| c.resource_version() == pr.resource_version());
+                !caught_up && at.elapsed() < WRITTEN_MAX_AGE
+            });
+        }
+    }
+
+    /// Forgets an environment this process wrote (after its tombstone was collected).
+    pub fn forget(&self, ns: &str, name: &str) {
+        let key = (ns.to_owned(), name.to_owned());
+        self.written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entries
+            .remove(&key);
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
+    }
+}

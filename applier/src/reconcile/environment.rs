@@ -1,0 +1,472 @@
+//! One environment — a ReviewApp for one pull request — and what an event does to it: deploy,
+//! skip, close. Its `PR` record is written conditionally (see [`Environment::write_record`]).
+
+use std::collections::{BTreeSet, HashMap};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::{Resource, ResourceExt};
+use kubetempura_common::crd::{
+    InventoryEntry, PR, PRStatus, ReviewApp, environment_id, object_annotations, object_labels,
+};
+use kubetempura_common::event::{PrAction, PrEvent};
+use kubetempura_common::naming::{RepoKey, pr_object_name};
+use kubetempura_common::policy::{Decision, Scope, decide};
+use kubetempura_common::render::{RenderContext, Variables, render_resources, short_sha};
+use serde_json::json;
+
+use super::objects::{self, Identity};
+use super::record::{event_from_pr, event_time, is_finished_tombstone, is_open, pr_spec};
+use super::status::{StatusBuilder, update_app_status};
+use super::{Ctx, Outcome, Trigger};
+use crate::kubeapi::Failure;
+
+/// A ReviewApp's environment for one pull request.
+pub struct Environment<'a> {
+    ctx: &'a Ctx,
+    app: &'a ReviewApp,
+    app_name: String,
+    /// The namespace of the ReviewApp, its `PR` record and its objects.
+    pub ns: String,
+    /// The name of the `PR` record.
+    pub pr_name: String,
+}
+
+impl<'a> Environment<'a> {
+    pub fn new(ctx: &'a Ctx, app: &'a ReviewApp, number: u64) -> Self {
+        let app_name = app.name_any();
+        Self {
+            ctx,
+            app,
+            pr_name: pr_object_name(&app_name, number),
+            ns: app.namespace().unwrap_or_else(|| "default".to_owned()),
+            app_name,
+        }
+    }
+
+    /// What `event` means for the environment whose record is `existing`, done.
+    pub async fn reconcile(
+        &self,
+        event: &PrEvent,
+        trigger: Trigger,
+        existing: Option<&PR>,
+    ) -> Result<Outcome, Failure> {
+        let mut existing = existing;
+        if let Some(pr) = existing
+            && !self.follows(pr)
+        {
+            // The record is of a repository the ReviewApp no longer follows (its
+            // `githubRepository` was re-pointed): that environment is retired, and a number of
+            // the new repository starts afresh.
+            if trigger == Trigger::Rerender || !self.follows_event(event) {
+                return if is_finished_tombstone(pr) {
+                    Ok(Outcome::Stale(format!(
+                        "PR {} is a tombstone of {}, which the ReviewApp no longer follows",
+                        self.pr_name, pr.spec.repository
+                    )))
+                } else {
+                    self.retire(pr).await
+                };
+            }
+            if !is_finished_tombstone(pr) {
+                self.retire(pr).await?;
+            }
+            existing = None;
+        }
+        if let Some(pr) = existing
+            && let Some(last) = event_time(pr)
+        {
+            if event.updated_at < last {
+                return Ok(Outcome::Stale(format!(
+                    "event updated_at {} is older than {} recorded on PR {}",
+                    event.updated_at.to_rfc3339(),
+                    pr.spec.last_event_at,
+                    self.pr_name
+                )));
+            }
+            // A closed pull request stays closed until GitHub says it is open again: a
+            // reopened event, or a later event of an open pull request (the reopened one went
+            // missing).
+            if pr.spec.closed
+                && event.action != PrAction::Reopened
+                && (event.updated_at <= last || trigger == Trigger::Rerender || !is_open(event))
+            {
+                if !is_finished_tombstone(pr) {
+                    // A close that did not finish (its deletes failed, the process died): finish it.
+                    return self.finish_close(pr.clone(), "closed").await;
+                }
+                return Ok(Outcome::Stale(format!(
+                    "PR {} is closed; only a later reopened event brings it back",
+                    self.pr_name
+                )));
+            }
+        }
+        if event.is_close() || !is_open(event) {
+            if !event.is_close() && existing.is_none_or(|p| p.spec.closed) {
+                // Labeled, edited … after the close, with no environment to remove.
+                return Ok(Outcome::Stale(format!(
+                    "pull request {} is closed; nothing to deploy",
+                    event.number
+                )));
+            }
+            return self.close(event, existing).await;
+        }
+        match decide(self.app.spec.policy.as_ref(), event) {
+            Decision::Skip(reason) => self.skip(event, existing, reason).await,
+            Decision::Deploy => self.deploy(event, existing).await,
+        }
+    }
+
+    /// True when `pr` records a pull request of the repository the ReviewApp follows now.
+    fn follows(&self, pr: &PR) -> bool {
+        RepoKey::parse(&pr.spec.repository) == RepoKey::parse(&self.app.spec.github_repository)
+    }
+
+    fn follows_event(&self, event: &PrEvent) -> bool {
+        RepoKey::parse(&event.repository.html_url)
+            == RepoKey::parse(&self.app.spec.github_repository)
+    }
+
+    /// Closes an environment of a repository the ReviewApp no longer follows.
+    async fn retire(&self, pr: &PR) -> Result<Outcome, Failure> {
+        let Some(mut event) = event_from_pr(pr) else {
+            return Err(Failure::permanent(format!(
+                "PR {} records no event time; it cannot be retired",
+                self.pr_name
+            )));
+        };
+        event.action = PrAction::Closed;
+        event.state = "closed".to_owned();
+        let tombstone = self.write_record(&event, true, Some(pr)).await?;
+        let how = format!(
+            "retired (the ReviewApp now follows {})",
+            self.app.spec.github_repository
+        );
+        self.finish_close(tombstone, &how).await
+    }
+
+    /// The record as the API server has it now.
+    pub async fn read_record(&self) -> Result<Option<PR>, Failure> {
+        Api::<PR>::namespaced(self.ctx.client.clone(), &self.ns)
+            .get_opt(&self.pr_name)
+            .await
+            .map_err(|e| Failure::from_kube(&format!("get PR {}", self.pr_name), e))
+    }
+
+    /// Server-side-applies the record's spec for `event` (owned by the ReviewApp). The write is
+    /// conditional on the record being still `existing` (its resourceVersion): the stale check
+    /// made against `existing` and this write are one atomic step, and a writer that lost the
+    /// race gets a [`crate::kubeapi::Class::RecordConflict`] and decides again.
+    async fn write_record(
+        &self,
+        event: &PrEvent,
+        closed: bool,
+        existing: Option<&PR>,
+    ) -> Result<PR, Failure> {
+        let mut owner = self.app.controller_owner_ref(&()).ok_or_else(|| {
+            Failure::transient(format!("ReviewApp {} has no uid yet", self.app_name))
+        })?;
+        owner.block_owner_deletion = Some(true);
+        let spec = pr_spec(&self.app_name, event, closed);
+        let mut body = json!({
+            "apiVersion": PR::api_version(&()),
+            "kind": PR::kind(&()),
+            "metadata": {
+                "name": self.pr_name,
+                "namespace": self.ns,
+                "labels": object_labels(&self.app_name, spec.number),
+                "annotations": object_annotations(&self.app_name),
+            },
+            "spec": spec,
+        });
+        // A live environment is owned by its ReviewApp (deleting the ReviewApp collects it); a
+        // tombstone is owned by no one, so it outlives a deleted ReviewApp and still protects
+        // one re-created under the same name against late events, until tombstone collection.
+        if !closed {
+            body["metadata"]["ownerReferences"] = json!([owner]);
+        }
+        if let Some(rv) = existing.and_then(ResourceExt::resource_version) {
+            body["metadata"]["resourceVersion"] = rv.into();
+        }
+        let pr = Api::<PR>::namespaced(self.ctx.client.clone(), &self.ns)
+            .patch(
+                &self.pr_name,
+                &PatchParams::apply(&self.ctx.field_manager).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(|e| {
+                Failure::from_kube(&format!("apply PR {}", self.pr_name), e).on_record()
+            })?;
+        self.ctx.remember(pr.clone());
+        Ok(pr)
+    }
+
+    /// Server-side-applies the record's status, conditional on the record being still `pr`.
+    async fn write_status(&self, pr: PR, status: PRStatus) -> Result<PR, Failure> {
+        let body = json!({
+            "apiVersion": PR::api_version(&()),
+            "kind": PR::kind(&()),
+            "metadata": {
+                "name": self.pr_name,
+                "namespace": self.ns,
+                "resourceVersion": pr.resource_version(),
+            },
+            "status": status,
+        });
+        let pr = Api::<PR>::namespaced(self.ctx.client.clone(), &self.ns)
+            .patch_status(
+                &self.pr_name,
+                &PatchParams::apply(&self.ctx.field_manager).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(|e| {
+                Failure::from_kube(&format!("apply status of PR {}", self.pr_name), e).on_record()
+            })?;
+        self.ctx.remember(pr.clone());
+        Ok(pr)
+    }
+
+    /// Who owns this environment's objects.
+    fn identity(&self, pr: &PR) -> Identity {
+        Identity {
+            environment: environment_id(&self.ns, &self.pr_name),
+            pr_uid: pr.uid().unwrap_or_default(),
+        }
+    }
+
+    fn statuses<'s>(&self, previous: Option<&'s PRStatus>) -> StatusBuilder<'s> {
+        StatusBuilder {
+            previous,
+            generation: self.app.metadata.generation,
+        }
+    }
+
+    async fn publish(&self, pr: &PR, type_: EventType, reason: &str, action: &str, note: String) {
+        let ev = KubeEvent {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(truncate(note, 1000)),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder.publish(&ev, &pr.object_ref(&())).await {
+            // Events are best effort: the status already records the outcome.
+            tracing::warn!(pr = %pr.name_any(), error = %e, "could not publish Kubernetes Event");
+        }
+    }
+
+    /// Records a permanent failure on the `PR` status and as a Warning Event.
+    async fn record_failure(
+        &self,
+        pr: PR,
+        status: PRStatus,
+        (reason, action): (&str, &str),
+        msg: String,
+    ) -> Result<Outcome, Failure> {
+        let pr = self.write_status(pr, status).await?;
+        self.publish(&pr, EventType::Warning, reason, action, msg.clone())
+            .await;
+        Ok(Outcome::Failed(msg))
+    }
+
+    /// Renders the templates for `event` and applies what they produce; prunes what they no
+    /// longer produce.
+    async fn deploy(&self, event: &PrEvent, existing: Option<&PR>) -> Result<Outcome, Failure> {
+        let ctx = self.ctx;
+        let previous = existing.and_then(|p| p.status.as_ref());
+        let statuses = self.statuses(previous);
+        let previous_inventory = previous.map(|s| s.inventory.as_slice()).unwrap_or_default();
+        // Resolve every kind first: discovery gives the scope the renderer needs.
+        let mut scopes: HashMap<(String, String), Scope> = HashMap::new();
+        for t in &self.app.spec.resources {
+            if let (Some(av), Some(kind)) = (
+                t.get("apiVersion").and_then(|v| v.as_str()),
+                t.get("kind").and_then(|v| v.as_str()),
+            ) && let Some((_, scope)) = ctx.discovery.resolve(av, kind).await?
+            {
+                scopes.insert((av.to_owned(), kind.to_owned()), scope);
+            }
+        }
+        let pr = self.write_record(event, false, existing).await?;
+        let owner = owner_ref(&pr)?;
+        let vars = Variables::from_event(event, &self.app_name, &self.ns);
+        let scope_of =
+            |av: &str, kind: &str| scopes.get(&(av.to_owned(), kind.to_owned())).copied();
+        let result = render_resources(
+            &self.app.spec.resources,
+            &vars,
+            &RenderContext {
+                policy: &ctx.policy,
+                scope_of: &scope_of,
+                owner: Some(&owner),
+            },
+        );
+        let rendered = match result {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("ReviewApp {}: {e}", self.app_name);
+                update_app_status(ctx, self.app, Err(&msg), &[]).await?;
+                // Keep what exists so a later successful render can prune it.
+                let status = statuses.failed("InvalidTemplate", &msg, previous_inventory.to_vec());
+                return self
+                    .record_failure(pr, status, ("InvalidTemplate", "Render"), msg)
+                    .await;
+            }
+        };
+        let identity = self.identity(&pr);
+        let started = std::time::Instant::now();
+        let results = futures::future::join_all(rendered.objects.iter().map(|o| {
+            let id = o.inventory_entry();
+            let known = previous_inventory
+                .iter()
+                .find(|e| e.identity() == id.identity());
+            objects::apply_owned(&ctx.discovery, &ctx.field_manager, &identity, o, known)
+        }))
+        .await;
+        ctx.metrics.observe_apply(started.elapsed());
+        let mut transient = None;
+        let mut permanent = Vec::new();
+        // Only what the API server accepted is recorded: an object it refused does not exist (or
+        // is not ours to manage), and a close must not fail on deleting it.
+        let mut applied: Vec<InventoryEntry> = Vec::new();
+        for r in results {
+            match r {
+                Ok(entry) => applied.push(entry),
+                Err(f) if f.is_transient() => transient = Some(f),
+                Err(f) => permanent.push(f.to_string()),
+            }
+        }
+        if let Some(f) = transient {
+            return Err(f);
+        }
+        if !permanent.is_empty() {
+            let msg = permanent.join("; ");
+            // What was there before, unless this render addresses the same object (perhaps by
+            // another version), then what this render applied.
+            let mut inventory = previous_inventory.to_vec();
+            inventory.retain(|old| !applied.iter().any(|n| n.identity() == old.identity()));
+            inventory.extend(applied);
+            let status = statuses.failed("ApplyFailed", &msg, inventory);
+            return self
+                .record_failure(pr, status, ("ApplyFailed", "Apply"), msg)
+                .await;
+        }
+        ctx.metrics.objects_applied(rendered.objects.len());
+        // Prune what the templates no longer produce, by identity (group, kind, namespace,
+        // name): a template moved to another version of its kind addresses the object just
+        // applied, which must not be pruned.
+        let keep: BTreeSet<_> = applied.iter().map(InventoryEntry::identity).collect();
+        let pruned = objects::delete_all(
+            &ctx.discovery,
+            &identity,
+            previous_inventory
+                .iter()
+                .filter(|old| !keep.contains(&old.identity())),
+        )
+        .await?;
+        ctx.metrics.objects_deleted(pruned.count);
+        let mut msg = format!(
+            "{} object(s) applied at {}",
+            rendered.objects.len(),
+            short_sha(&event.head_sha)
+        );
+        if !pruned.refused.is_empty() {
+            msg = format!("{msg}; not pruned: {}", pruned.refused.join("; "));
+        }
+        let pr = self
+            .write_status(pr, statuses.applied(&event.head_sha, applied, &msg))
+            .await?;
+        update_app_status(ctx, self.app, Ok(()), &rendered.warnings).await?;
+        self.publish(&pr, EventType::Normal, "Applied", "Apply", msg)
+            .await;
+        Ok(Outcome::Applied {
+            applied: rendered.objects.len(),
+            pruned: pruned.count,
+        })
+    }
+
+    /// The pull request no longer passes the ReviewApp's policy (a label removed …): its
+    /// objects go, its record says why.
+    async fn skip(
+        &self,
+        event: &PrEvent,
+        existing: Option<&PR>,
+        reason: String,
+    ) -> Result<Outcome, Failure> {
+        let pr = self.write_record(event, false, existing).await?;
+        let inventory = existing
+            .and_then(|p| p.status.as_ref())
+            .map(|s| s.inventory.as_slice())
+            .unwrap_or_default();
+        let deleted =
+            objects::delete_all(&self.ctx.discovery, &self.identity(&pr), inventory).await?;
+        self.ctx.metrics.objects_deleted(deleted.count);
+        let mut note = reason.clone();
+        if !deleted.refused.is_empty() {
+            note = format!("{note}; not deleted: {}", deleted.refused.join("; "));
+        }
+        let status = self
+            .statuses(existing.and_then(|p| p.status.as_ref()))
+            .skipped(&note);
+        let pr = self.write_status(pr, status).await?;
+        self.publish(&pr, EventType::Normal, "Skipped", "Policy", note)
+            .await;
+        Ok(Outcome::Skipped(reason))
+    }
+
+    /// Closes the environment. The tombstone (`spec.closed`) is written first, so that if
+    /// deleting fails or the process dies half-way, the record says a close is still to be
+    /// finished (its inventory lists what is left) and late events cannot resurrect it
+    /// meanwhile; the redelivered message or the resync finishes it.
+    async fn close(&self, event: &PrEvent, existing: Option<&PR>) -> Result<Outcome, Failure> {
+        let pr = self.write_record(event, true, existing).await?;
+        let how = if event.merged { "merged" } else { "closed" };
+        self.finish_close(pr, how).await
+    }
+
+    /// Deletes what a tombstone's inventory still lists and records the close on its status.
+    async fn finish_close(&self, pr: PR, how: &str) -> Result<Outcome, Failure> {
+        let inventory = pr
+            .status
+            .as_ref()
+            .map(|s| s.inventory.as_slice())
+            .unwrap_or_default();
+        let deleted =
+            objects::delete_all(&self.ctx.discovery, &self.identity(&pr), inventory).await?;
+        self.ctx.metrics.objects_deleted(deleted.count);
+        let msg = format!("pull request {how}; {}", deleted.describe());
+        let status = self.statuses(pr.status.as_ref()).closed(&msg);
+        let pr = self.write_status(pr, status).await?;
+        let kind = if deleted.refused.is_empty() {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        self.publish(&pr, kind, "Closed", "Delete", msg).await;
+        Ok(Outcome::Closed {
+            deleted: deleted.count,
+        })
+    }
+}
+
+fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+fn owner_ref(pr: &PR) -> Result<OwnerReference, Failure> {
+    let mut owner = pr
+        .controller_owner_ref(&())
+        .ok_or_else(|| Failure::transient(format!("PR {} has no uid", pr.name_any())))?;
+    owner.block_owner_deletion = Some(true);
+    Ok(owner)
+}

@@ -1,0 +1,140 @@
+//! From one event to the cluster: the `PR` record, the rendered objects, pruning, deletion on
+//! close, status, Events.
+//!
+//! - [`context`]: what every reconcile shares (clients, caches, locks).
+//! - [`environment`]: one environment and its operations (deploy, skip, close).
+//! - [`objects`]: applying and deleting objects, and the ownership rule.
+//! - [`record`] and [`status`]: the `PR` record's spec and status, the ReviewApp status.
+//!
+//! Kubernetes API requests for an open pull request: one server-side apply of the `PR` record,
+//! one per rendered object (plus one read per object not yet in the inventory), one status
+//! apply and one Event (plus a delete per pruned object).
+//!
+//! **Concurrency.** Within a process, one lock per environment serialises events, re-renders
+//! and tombstone collection. Across processes (a rolling update runs two appliers; more
+//! replicas are safe), every write of a `PR` record is conditional on the resourceVersion its
+//! decision was made from: the stale check and the write are one atomic step. A writer that
+//! loses the race re-reads the record and decides again; if another process recorded a newer
+//! event meanwhile, whatever the loser applied is re-rendered from that newer record, so the
+//! objects always end at the newest event.
+
+mod context;
+mod environment;
+mod objects;
+mod record;
+mod status;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use kubetempura_common::crd::ReviewApp;
+use kubetempura_common::event::PrEvent;
+use kubetempura_common::naming::RepoKey;
+
+pub use context::Ctx;
+use environment::Environment;
+pub use record::{event_from_pr, is_finished_tombstone};
+pub use status::refresh_app_counts;
+
+use crate::kubeapi::{Class, Failure};
+
+/// What happened to one (ReviewApp, event) pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Objects applied (count), objects pruned (count).
+    Applied { applied: usize, pruned: usize },
+    /// The pull request was closed; objects deleted (count).
+    Closed { deleted: usize },
+    /// The ReviewApp's policy does not deploy this pull request.
+    Skipped(String),
+    /// The event is older than what the `PR` object recorded (or the PR is closed).
+    Stale(String),
+    /// No ReviewApp matches the repository.
+    NoReviewApp,
+    /// A permanent failure, recorded on the statuses and as an Event.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The metric label of the outcome.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Applied { .. } => "applied",
+            Self::Closed { .. } => "closed",
+            Self::Skipped(_) => "skipped",
+            Self::Stale(_) => "stale",
+            Self::NoReviewApp => "no_reviewapp",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// Why a reconcile runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// A queue message.
+    Event,
+    /// The ReviewApp changed, or a periodic resync: re-render from the recorded `PR` spec.
+    Rerender,
+}
+
+/// How many times one reconcile re-reads its record after losing a race to another writer.
+const MAX_RECORD_CONFLICTS: usize = 5;
+
+/// Handles one event for every ReviewApp of its repository. A transient failure of any of them
+/// fails the whole event (it is retried; applying again is idempotent).
+pub async fn handle_event(ctx: &Ctx, event: &PrEvent) -> Result<Vec<Outcome>, Failure> {
+    let Some(repo) = RepoKey::parse(&event.repository.html_url) else {
+        return Ok(vec![Outcome::NoReviewApp]);
+    };
+    let apps = ctx.caches.apps_for(&repo);
+    if apps.is_empty() {
+        return Ok(vec![Outcome::NoReviewApp]);
+    }
+    let mut outcomes = Vec::with_capacity(apps.len());
+    for app in apps {
+        outcomes.push(reconcile(ctx, &app, event, Trigger::Event).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Reconciles one ReviewApp's environment for one event, under the environment's lock.
+pub async fn reconcile(
+    ctx: &Ctx,
+    app: &ReviewApp,
+    event: &PrEvent,
+    trigger: Trigger,
+) -> Result<Outcome, Failure> {
+    let env = Environment::new(ctx, app, event.number);
+    let lock = ctx.lock_for(&env.ns, &env.pr_name);
+    let _guard = lock.lock().await;
+    let mut existing = match ctx.current_pr(&env.ns, &env.pr_name) {
+        Some(pr) => Some(pr),
+        // Not in the watch cache yet is not "absent": another process may have just written it.
+        None => env.read_record().await?.map(Arc::new),
+    };
+    let mut event = Cow::Borrowed(event);
+    let mut trigger = trigger;
+    for _ in 0..MAX_RECORD_CONFLICTS {
+        match env.reconcile(&event, trigger, existing.as_deref()).await {
+            Err(f) if f.class() == Class::RecordConflict => {
+                let fresh = env.read_record().await?;
+                tracing::info!(pr = %env.pr_name, error = %f, "the PR record changed meanwhile; deciding again from the current one");
+                if let Some(newer) = fresh.as_ref().and_then(event_from_pr)
+                    && newer.updated_at > event.updated_at
+                {
+                    // Another process recorded a newer event while this one was applying: what
+                    // this one applied is brought back to the newer record.
+                    event = Cow::Owned(newer);
+                    trigger = Trigger::Rerender;
+                }
+                existing = fresh.map(Arc::new);
+            }
+            other => return other,
+        }
+    }
+    Err(Failure::transient(format!(
+        "PR {} kept changing under this reconcile ({MAX_RECORD_CONFLICTS} conflicts)",
+        env.pr_name
+    )))
+}

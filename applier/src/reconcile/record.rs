@@ -1,0 +1,87 @@
+//! The `PR` record of an environment: its spec built from an event, and back.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use kube::ResourceExt;
+use kubetempura_common::crd::{PR, PRSpec, Phase};
+use kubetempura_common::event::{EVENT_SCHEMA_VERSION, PrAction, PrEvent, Repository};
+use kubetempura_common::naming::split_repository_url;
+
+/// The time of the event a record was last written from.
+pub fn event_time(pr: &PR) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&pr.spec.last_event_at)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The record's spec for `event`.
+pub fn pr_spec(app_name: &str, event: &PrEvent, closed: bool) -> PRSpec {
+    PRSpec {
+        review_app: app_name.to_owned(),
+        repository: event.repository.html_url.clone(),
+        number: event.number,
+        head_sha: event.head_sha.clone(),
+        head_branch: event.head_ref.clone(),
+        base_branch: event.base_ref.clone(),
+        author: Some(event.author.clone()),
+        title: Some(event.title.clone()),
+        labels: event.labels.clone(),
+        draft: event.draft,
+        fork: event.fork,
+        last_event_at: event
+            .updated_at
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        last_delivery_id: Some(event.delivery_id.clone()),
+        closed,
+    }
+}
+
+/// False only when GitHub reported the pull request as closed (an event without a state, as
+/// from an older producer, counts as open).
+pub fn is_open(event: &PrEvent) -> bool {
+    event.state != "closed"
+}
+
+/// True when a closed `PR` object's close completed: phase Closed, nothing left in the inventory.
+pub fn is_finished_tombstone(pr: &PR) -> bool {
+    pr.status
+        .as_ref()
+        .is_some_and(|s| s.phase == Some(Phase::Closed) && s.inventory.is_empty())
+}
+
+/// Rebuilds the event an environment was last rendered from, for a re-render without a webhook.
+pub fn event_from_pr(pr: &PR) -> Option<PrEvent> {
+    let updated_at = event_time(pr)?;
+    let (_, owner, name) = split_repository_url(&pr.spec.repository)?;
+    Some(PrEvent {
+        version: EVENT_SCHEMA_VERSION,
+        delivery_id: format!("rerender-{}", pr.name_any()),
+        event: "pull_request".to_owned(),
+        action: if pr.spec.closed {
+            PrAction::Closed
+        } else {
+            PrAction::Synchronize
+        },
+        repository: Repository {
+            full_name: format!("{owner}/{name}"),
+            owner,
+            name,
+            html_url: pr.spec.repository.clone(),
+        },
+        number: pr.spec.number,
+        title: pr.spec.title.clone().unwrap_or_default(),
+        head_sha: pr.spec.head_sha.clone(),
+        head_ref: pr.spec.head_branch.clone(),
+        head_repository: None,
+        base_ref: pr.spec.base_branch.clone(),
+        fork: pr.spec.fork,
+        draft: pr.spec.draft,
+        state: if pr.spec.closed { "closed" } else { "open" }.to_owned(),
+        merged: false,
+        labels: pr.spec.labels.clone(),
+        author: pr.spec.author.clone().unwrap_or_default(),
+        author_association: String::new(),
+        sender: None,
+        updated_at,
+        received_at: Utc::now(),
+    })
+}

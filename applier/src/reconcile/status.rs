@@ -1,0 +1,227 @@
+//! Statuses: the `PR` status of each outcome, and the ReviewApp status.
+
+use chrono::{SecondsFormat, Utc};
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use kubetempura_common::crd::{
+    Condition, InventoryEntry, PRStatus, Phase, ReviewApp, ReviewAppStatus,
+};
+use serde_json::json;
+
+use super::Ctx;
+use crate::kubeapi::{self, Failure};
+
+pub fn now() -> String {
+    Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A `metav1.Condition`-shaped condition, keeping its transition time while its status holds.
+fn condition(
+    previous: &[Condition],
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if status { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or_else(now, |c| c.last_transition_time.clone());
+    Condition {
+        type_: type_.to_owned(),
+        status: status.to_owned(),
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        last_transition_time,
+        observed_generation: generation,
+    }
+}
+
+/// Builds the `PR` status of each outcome from the previous one.
+pub struct StatusBuilder<'a> {
+    pub previous: Option<&'a PRStatus>,
+    /// The ReviewApp generation the outcome was computed from.
+    pub generation: Option<i64>,
+}
+
+impl StatusBuilder<'_> {
+    fn ready(&self, status: bool, reason: &str, message: &str) -> Vec<Condition> {
+        let previous = self
+            .previous
+            .map(|p| p.conditions.as_slice())
+            .unwrap_or_default();
+        vec![condition(
+            previous,
+            "Ready",
+            status,
+            reason,
+            message,
+            self.generation,
+        )]
+    }
+
+    /// Every object applied for `head_sha`.
+    pub fn applied(
+        &self,
+        head_sha: &str,
+        inventory: Vec<InventoryEntry>,
+        message: &str,
+    ) -> PRStatus {
+        PRStatus {
+            phase: Some(Phase::Applied),
+            commit_short: Some(kubetempura_common::render::short_sha(head_sha).to_owned()),
+            applied_commit: Some(head_sha.to_owned()),
+            applied_generation: self.generation,
+            inventory,
+            message: Some(message.to_owned()),
+            closed_at: None,
+            conditions: self.ready(true, "Applied", message),
+        }
+    }
+
+    /// A permanent failure: the previous commit and generation are kept, with `inventory`, so a
+    /// later success can prune what exists.
+    pub fn failed(&self, reason: &str, message: &str, inventory: Vec<InventoryEntry>) -> PRStatus {
+        PRStatus {
+            phase: Some(Phase::Failed),
+            message: Some(message.to_owned()),
+            conditions: self.ready(false, reason, message),
+            inventory,
+            ..self.kept()
+        }
+    }
+
+    /// Closed: nothing left.
+    pub fn closed(&self, message: &str) -> PRStatus {
+        PRStatus {
+            phase: Some(Phase::Closed),
+            message: Some(message.to_owned()),
+            closed_at: Some(now()),
+            inventory: Vec::new(),
+            conditions: self.ready(false, "Closed", message),
+            ..self.kept()
+        }
+    }
+
+    /// Skipped by the ReviewApp's policy: nothing deployed.
+    pub fn skipped(&self, reason: &str) -> PRStatus {
+        PRStatus {
+            phase: Some(Phase::Skipped),
+            message: Some(reason.to_owned()),
+            conditions: self.ready(false, "SkippedByPolicy", reason),
+            ..PRStatus::default()
+        }
+    }
+
+    /// What an outcome that deploys nothing keeps of the previous status.
+    fn kept(&self) -> PRStatus {
+        let p = self.previous;
+        PRStatus {
+            applied_commit: p.and_then(|s| s.applied_commit.clone()),
+            commit_short: p.and_then(|s| s.commit_short.clone()),
+            applied_generation: p.and_then(|s| s.applied_generation),
+            ..PRStatus::default()
+        }
+    }
+}
+
+/// Records the template outcome on the ReviewApp status, only when it changes. A change of the
+/// active count alone is left to [`refresh_app_counts`] (the periodic resync), so an event costs
+/// no extra request for it.
+pub async fn update_app_status(
+    ctx: &Ctx,
+    app: &ReviewApp,
+    result: Result<(), &str>,
+    warnings: &[String],
+) -> Result<(), Failure> {
+    write_app_status(ctx, app, result, warnings, false).await
+}
+
+/// Brings every ReviewApp's `activePRs` up to date (run with the periodic resync).
+pub async fn refresh_app_counts(ctx: &Ctx) {
+    for app in ctx.caches.all_apps() {
+        let status = app.status.clone().unwrap_or_default();
+        let valid = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "TemplateValid")
+            .map(|c| (c.status == "True", c.message.clone()));
+        let result = match &valid {
+            Some((false, message)) => Err(message.as_str()),
+            _ => Ok(()),
+        };
+        if let Err(e) = write_app_status(ctx, &app, result, &status.warnings, true).await {
+            tracing::warn!(reviewapp = %app.name_any(), error = %e, "updating the active count failed; the next resync retries");
+        }
+    }
+}
+
+async fn write_app_status(
+    ctx: &Ctx,
+    app: &ReviewApp,
+    result: Result<(), &str>,
+    warnings: &[String],
+    count_changes: bool,
+) -> Result<(), Failure> {
+    let ns = app.namespace().unwrap_or_default();
+    let name = app.name_any();
+    let active = ctx
+        .caches
+        .all_prs()
+        .iter()
+        .filter(|p| {
+            p.namespace().as_deref() == Some(ns.as_str())
+                && p.spec.review_app == name
+                && !p.spec.closed
+        })
+        .count();
+    let previous = app.status.clone().unwrap_or_default();
+    let (valid, reason, message) = match result {
+        Ok(()) => (true, "Rendered", "templates render".to_owned()),
+        Err(m) => (false, "InvalidTemplate", m.to_owned()),
+    };
+    let wanted = ReviewAppStatus {
+        observed_generation: app.metadata.generation,
+        active_prs: Some(i64::try_from(active).unwrap_or(i64::MAX)),
+        warnings: warnings.to_vec(),
+        conditions: vec![condition(
+            &previous.conditions,
+            "TemplateValid",
+            valid,
+            reason,
+            &message,
+            app.metadata.generation,
+        )],
+    };
+    let same_but_count = ReviewAppStatus {
+        active_prs: previous.active_prs,
+        ..wanted.clone()
+    } == previous;
+    if wanted == previous || (!count_changes && same_but_count && previous.active_prs.is_some()) {
+        return Ok(());
+    }
+    let body = json!({
+        "apiVersion": ReviewApp::api_version(&()),
+        "kind": ReviewApp::kind(&()),
+        "metadata": {"name": name, "namespace": ns},
+        "status": wanted,
+    });
+    let api: Api<ReviewApp> = Api::namespaced(ctx.client.clone(), &ns);
+    match api
+        .patch_status(
+            &name,
+            &PatchParams::apply(&ctx.field_manager).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if kubeapi::is_not_found(&e) => Ok(()),
+        Err(e) => Err(Failure::from_kube(
+            &format!("apply status of ReviewApp {name}"),
+            e,
+        )),
+    }
+}
