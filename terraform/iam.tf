@@ -3,7 +3,9 @@
 #             secret, its own log streams; KMS only for customer managed keys, only via the
 #             service that uses the key.
 #   applier:  the four consumer actions on the event queue (+ kms:Decrypt via SQS with a
-#             customer managed key). It never touches the dead-letter queue: redriving is an
+#             customer managed key), and reading the dead-letter queue's attributes (its
+#             message retention, checked at start against the tombstone retention). It never
+#             receives from, deletes from or redrives the dead-letter queue: redriving is an
 #             operator's action.
 # Every resource is named by ARN; the only wildcard is the log-stream part of the function's
 # own log group ARN.
@@ -102,6 +104,17 @@ data "aws_iam_policy_document" "applier" {
       "sqs:GetQueueAttributes",
     ]
     resources = [aws_sqs_queue.events.arn]
+  }
+
+  # At start the applier finds the dead-letter queue from the redrive policy (GetQueueUrl by
+  # the name in its ARN) and reads its MessageRetentionPeriod.
+  statement {
+    sid = "ReadDeadLetterQueueRetention"
+    actions = [
+      "sqs:GetQueueUrl",
+      "sqs:GetQueueAttributes",
+    ]
+    resources = [aws_sqs_queue.dlq.arn]
   }
 
   dynamic "statement" {

@@ -38,7 +38,7 @@ variable "tags" {
 # Queue and dead-letter queue
 
 variable "visibility_timeout_seconds" {
-  description = "Seconds a received message stays invisible to other consumers. Must exceed the applier's longest expected work on one event (rendering and server-side applying a ReviewApp's objects), or the event is received again while still being worked on. The applier may shorten or extend it per message (ChangeMessageVisibility: retry backoff, long work). SQS allows 0-43200."
+  description = "Seconds a received message stays invisible to other consumers. The applier reads it at start and extends the visibility of every message it holds each time a third of it has passed (ChangeMessageVisibility; also to delay a retry), so it does not bound the work on one event: it is how long a message held by an applier that died stays invisible. SQS allows 0-43200."
   type        = number
   default     = 300
 
@@ -71,7 +71,7 @@ variable "dlq_message_retention_seconds" {
 }
 
 variable "max_receive_count" {
-  description = "Receives of one message before SQS moves it to the dead-letter queue (the applier's transient-failure retry budget). SQS allows 1-1000."
+  description = "Receives of one message before SQS moves it to the dead-letter queue. The applier retries a transient failure in process for its retry budget (KUBETEMPURA_RETRY_BUDGET_SECONDS, default 1 hour) before giving the message back, one receive counted: this counts budgets, not attempts. SQS allows 1-1000."
   type        = number
   default     = 5
 

@@ -1,9 +1,9 @@
 //! Prometheus metrics and the probe endpoints: `/healthz`, `/readyz`, `/metrics`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::State;
@@ -33,6 +33,14 @@ pub struct Metrics {
     applied: Counter,
     deleted: Counter,
     in_flight: Gauge,
+    held: Gauge,
+    /// When this value was built: the origin of `last_progress_ms`.
+    started: Instant,
+    /// When a held message was last finished (deleted or given back), or the consumer began
+    /// holding messages after holding none, in milliseconds since `started`.
+    last_progress_ms: AtomicU64,
+    /// `/readyz` fails when nothing finished for this long while messages are held (0: never).
+    stall_after_ms: AtomicU64,
     /// Set by the consumer: the last queue call succeeded.
     pub queue_ok: AtomicBool,
     /// Set once the watch caches are synced.
@@ -56,6 +64,7 @@ impl Metrics {
         let applied = Counter::default();
         let deleted = Counter::default();
         let in_flight = Gauge::default();
+        let held = Gauge::default();
         registry.register(
             "messages_received",
             "Queue messages received",
@@ -68,7 +77,7 @@ impl Metrics {
         );
         registry.register(
             "messages_failed",
-            "Queue messages released for retry, by failure kind",
+            "Failed attempts (transient: each attempt of an in-process retry) and messages given back to the queue (poison, receive_error, delete_error), by kind",
             failed.clone(),
         );
         registry.register(
@@ -96,6 +105,11 @@ impl Metrics {
             "Messages being processed",
             in_flight.clone(),
         );
+        registry.register(
+            "messages_held",
+            "Messages received and not yet deleted or given back (being processed, retried, or waiting behind their pull request or for a worker); their visibility is extended while held",
+            held.clone(),
+        );
         Self {
             registry: Mutex::new(registry),
             received,
@@ -106,6 +120,10 @@ impl Metrics {
             applied,
             deleted,
             in_flight,
+            held,
+            started: Instant::now(),
+            last_progress_ms: AtomicU64::new(0),
+            stall_after_ms: AtomicU64::new(0),
             queue_ok: AtomicBool::new(false),
             caches_synced: AtomicBool::new(false),
         }
@@ -151,9 +169,60 @@ impl Metrics {
         self.in_flight.inc_by(delta);
     }
 
-    /// Ready: caches synced and the queue reachable.
+    /// `n` messages received and now held by the consumer.
+    pub fn hold(&self, n: usize) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        if self.held.inc_by(n) == 0 {
+            // The stall clock starts when there is something to make progress on.
+            self.progressed();
+        }
+    }
+
+    /// `n` held messages finished: deleted, or given back to the queue.
+    pub fn let_go(&self, n: usize) {
+        self.held.dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+        self.progressed();
+    }
+
+    fn progressed(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_progress_ms.store(now, Ordering::SeqCst);
+    }
+
+    /// How long the consumer may hold messages without finishing any before `/readyz` fails
+    /// (zero: never).
+    pub fn set_stall_after(&self, d: Duration) {
+        self.stall_after_ms.store(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+    }
+
+    /// The consumer's stall, if any: how long no held message finished, and how many are held.
+    pub fn stalled(&self) -> Option<Stall> {
+        self.stalled_at(u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// [`Self::stalled`] at `now` (milliseconds since this value was built).
+    fn stalled_at(&self, now: u64) -> Option<Stall> {
+        let after = self.stall_after_ms.load(Ordering::SeqCst);
+        let held = self.held.get();
+        if after == 0 || held <= 0 {
+            return None;
+        }
+        let since = now.saturating_sub(self.last_progress_ms.load(Ordering::SeqCst));
+        (since >= after).then(|| Stall {
+            since: Duration::from_millis(since),
+            held,
+            limit: Duration::from_millis(after),
+        })
+    }
+
+    /// Ready: caches synced, the queue reachable, and the consumer not stalled.
     pub fn is_ready(&self) -> bool {
-        self.caches_synced.load(Ordering::SeqCst) && self.queue_ok.load(Ordering::SeqCst)
+        self.caches_synced.load(Ordering::SeqCst)
+            && self.queue_ok.load(Ordering::SeqCst)
+            && self.stalled().is_none()
     }
 
     /// The OpenMetrics text exposition.
@@ -174,13 +243,46 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// A consumer that holds messages and finished none of them for a while.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stall {
+    /// Since the last message finished (or since messages were first held).
+    pub since: Duration,
+    /// Messages held.
+    pub held: i64,
+    /// The configured limit (`--stall-seconds`).
+    pub limit: Duration,
+}
+
+impl std::fmt::Display for Stall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "consumer stalled: no message finished for {}s while holding {} (--stall-seconds {})",
+            self.since.as_secs(),
+            self.held,
+            self.limit.as_secs()
+        )
+    }
+}
+
 async fn readyz(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    let stall = m.stalled();
     if m.is_ready() {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n".to_owned())
     } else if !m.caches_synced.load(Ordering::SeqCst) {
-        (StatusCode::SERVICE_UNAVAILABLE, "watch caches not synced\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "watch caches not synced\n".to_owned(),
+        )
+    } else if !m.queue_ok.load(Ordering::SeqCst) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "queue not reachable\n".to_owned(),
+        )
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "queue not reachable\n")
+        let why = stall.map_or_else(|| "not ready".to_owned(), |s| s.to_string());
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"))
     }
 }
 
@@ -216,4 +318,34 @@ pub async fn serve(
             .await
     };
     Ok((bound, fut))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalled_only_while_holding_messages_and_finishing_none() {
+        let m = Metrics::new();
+        m.set_stall_after(Duration::from_secs(10));
+        // Nothing held: never stalled, however long.
+        assert_eq!(m.stalled_at(3_600_000), None);
+        m.hold(2);
+        let t0 = m.last_progress_ms.load(Ordering::SeqCst);
+        assert_eq!(m.stalled_at(t0 + 9_999), None);
+        let stall = m.stalled_at(t0 + 12_000).unwrap();
+        assert_eq!((stall.since, stall.held), (Duration::from_secs(12), 2));
+        assert_eq!(
+            stall.to_string(),
+            "consumer stalled: no message finished for 12s while holding 2 (--stall-seconds 10)"
+        );
+        // One finished: the clock restarts.
+        m.let_go(1);
+        let t1 = m.last_progress_ms.load(Ordering::SeqCst);
+        assert_eq!(m.stalled_at(t1 + 9_999), None);
+        assert!(m.stalled_at(t1 + 10_000).is_some());
+        // Off.
+        m.set_stall_after(Duration::ZERO);
+        assert_eq!(m.stalled_at(t1 + 3_600_000), None);
+    }
 }

@@ -49,15 +49,37 @@ pub struct RunArgs {
     /// Messages per receive (1-10).
     #[arg(long, env = "KUBETEMPURA_MAX_MESSAGES", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
     pub max_messages: i32,
-    /// First retry delay after a transient failure, in seconds; doubles per receive.
+    /// First delay before retrying a transient failure, in seconds; doubles per attempt (and
+    /// per receive once a message went back to the queue).
     #[arg(long, env = "KUBETEMPURA_RETRY_BASE_SECONDS", default_value_t = 5)]
     pub retry_base_seconds: u64,
     /// Longest retry delay, in seconds.
     #[arg(long, env = "KUBETEMPURA_RETRY_MAX_SECONDS", default_value_t = 300)]
     pub retry_max_seconds: u64,
-    /// How long a closed pull request's tombstone `PR` object is kept, in seconds.
-    #[arg(long, env = "KUBETEMPURA_TOMBSTONE_RETENTION_SECONDS", default_value_t = 7 * 24 * 3600)]
+    /// How long a transient failure is retried in process (the message and the later messages
+    /// of its pull request held, no receive counted) before the message returns to the queue
+    /// with a backoff, one receive counted towards the dead-letter queue; in seconds (0: one
+    /// attempt per receive).
+    #[arg(long, env = "KUBETEMPURA_RETRY_BUDGET_SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(0..=36_000))]
+    pub retry_budget_seconds: u64,
+    /// Timeout of every Kubernetes API request, in seconds (like kubectl's --request-timeout);
+    /// the watches of the caches are long requests and keep kube's defaults.
+    #[arg(long, env = "KUBETEMPURA_REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_seconds: u64,
+    /// /readyz fails when the consumer holds messages and finished none of them for this long,
+    /// in seconds (0: never).
+    #[arg(long, env = "KUBETEMPURA_STALL_SECONDS", default_value_t = 600)]
+    pub stall_seconds: u64,
+    /// How long a closed pull request's tombstone `PR` object is kept, in seconds. Must be at
+    /// least the message retention of the queue and of its dead-letter queue (checked at
+    /// start): default 14 days, the longest SQS keeps a message.
+    #[arg(long, env = "KUBETEMPURA_TOMBSTONE_RETENTION_SECONDS", default_value_t = MAX_SQS_RETENTION_SECONDS)]
     pub tombstone_retention_seconds: u64,
+    /// Start even when --tombstone-retention-seconds is shorter than the message retention of
+    /// the queue or its dead-letter queue, with a warning (tests and demos with short
+    /// retentions; a late event may then resurrect a closed environment).
+    #[arg(long, env = "KUBETEMPURA_ALLOW_SHORT_TOMBSTONE_RETENTION")]
+    pub allow_short_tombstone_retention: bool,
     /// Period of the full resync of every environment against its ReviewApp, in seconds (0: off).
     #[arg(long, env = "KUBETEMPURA_RESYNC_SECONDS", default_value_t = 600)]
     pub resync_seconds: u64,
@@ -66,9 +88,13 @@ pub struct RunArgs {
     pub shutdown_grace_seconds: u64,
 }
 
+/// The longest message retention SQS allows (14 days), in seconds.
+pub const MAX_SQS_RETENTION_SECONDS: u64 = 14 * 24 * 3600;
+
 /// Runs the applier until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    metrics.set_stall_after(Duration::from_secs(args.stall_seconds));
     let shutdown = CancellationToken::new();
     let (bound, server) =
         crate::metrics::serve(args.metrics_addr, metrics.clone(), shutdown.clone())
@@ -77,14 +103,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(%bound, "serving /healthz, /readyz and /metrics");
     let server = tokio::spawn(server);
 
-    let client = crate::kube_client::infer_client()
+    let clients = crate::kube_client::clients(Duration::from_secs(args.request_timeout_seconds))
         .await
         .context("cannot build a Kubernetes client")?;
+    let client = clients.requests;
     let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let sqs = aws_sdk_sqs::Client::new(&aws);
+    let visibility_timeout = check_queue(&sqs, &args).await?;
 
     let (changes_tx, changes_rx) = mpsc::unbounded_channel();
-    let caches = Caches::start(client.clone(), args.namespace.as_deref(), changes_tx);
+    let caches = Caches::start(clients.watches, args.namespace.as_deref(), changes_tx);
     let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned());
     let ctx = Arc::new(Ctx::new(
         client,
@@ -93,18 +121,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.field_manager.clone(),
         metrics.clone(),
     ));
-    let consumer = Arc::new(Consumer {
+    let consumer = Arc::new(Consumer::new(
         sqs,
-        config: ConsumerConfig {
+        ConsumerConfig {
             queue_url: args.queue_url.clone(),
             wait_time_seconds: args.wait_time_seconds,
             max_messages: args.max_messages,
             concurrency: usize::from(args.concurrency),
             retry_base: Duration::from_secs(args.retry_base_seconds.max(1)),
             retry_max: Duration::from_secs(args.retry_max_seconds.max(1)),
+            retry_budget: Duration::from_secs(args.retry_budget_seconds),
+            visibility_timeout,
         },
-        ctx: ctx.clone(),
-    });
+        ctx.clone(),
+    ));
 
     spawn_signal_handler(shutdown.clone());
     tokio::select! {
@@ -137,6 +167,81 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = server.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads the queue's attributes, refuses a tombstone retention shorter than its messages live
+/// (unless allowed), and returns the visibility timeout the consumer's heartbeat works with.
+/// When they cannot be read (a missing permission, the queue unreachable), says so and goes on
+/// with SQS's default visibility timeout, without the retention check.
+async fn check_queue(sqs: &aws_sdk_sqs::Client, args: &RunArgs) -> anyhow::Result<Duration> {
+    let attrs = match crate::consumer::read_queue_attributes(sqs, &args.queue_url).await {
+        Ok(attrs) => attrs,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                assumed_visibility_timeout = ?crate::consumer::DEFAULT_VISIBILITY_TIMEOUT,
+                "cannot read the queue's attributes (the applier needs sqs:GetQueueAttributes on it): the tombstone retention is not checked against the queue's message retention, and the heartbeat assumes SQS's default visibility timeout"
+            );
+            return Ok(crate::consumer::DEFAULT_VISIBILITY_TIMEOUT);
+        }
+    };
+    tracing::info!(
+        visibility_timeout = ?attrs.visibility_timeout,
+        retention = ?attrs.retention,
+        max_receive_count = ?attrs.max_receive_count,
+        dead_letter_queue = ?attrs.dead_letter.as_ref().map(|d| d.name()),
+        "queue attributes"
+    );
+    if let Some(dlq) = &attrs.dead_letter
+        && let Err(e) = &dlq.retention
+    {
+        tracing::warn!(
+            error = %e,
+            dead_letter_queue = dlq.name(),
+            "cannot read the dead-letter queue's message retention (the applier needs sqs:GetQueueUrl and sqs:GetQueueAttributes on it): the tombstone retention is checked against the queue's only"
+        );
+    }
+    if let Err(problem) = tombstone_retention_problem(
+        Duration::from_secs(args.tombstone_retention_seconds),
+        &attrs,
+    ) {
+        anyhow::ensure!(args.allow_short_tombstone_retention, "{problem}");
+        tracing::warn!("{problem} (accepted: --allow-short-tombstone-retention)");
+    }
+    Ok(attrs.visibility_timeout)
+}
+
+/// Why `retention` is too short for the queue, if it is: a tombstone must outlive any message
+/// that could still be delivered, or a late event of a closed pull request (one that went to the
+/// dead-letter queue and is redriven, say) would find no tombstone and resurrect it.
+pub fn tombstone_retention_problem(
+    retention: Duration,
+    queue: &crate::consumer::QueueAttributes,
+) -> Result<(), String> {
+    let dlq = queue
+        .dead_letter
+        .as_ref()
+        .and_then(|d| d.retention.as_ref().ok().map(|r| (d.name(), *r)));
+    let needed = dlq.map_or(queue.retention, |(_, r)| r.max(queue.retention));
+    if retention >= needed {
+        return Ok(());
+    }
+    let queues = match dlq {
+        Some((name, r)) => format!(
+            "the queue's message retention ({} s) and its dead-letter queue {name}'s ({} s)",
+            queue.retention.as_secs(),
+            r.as_secs()
+        ),
+        None => format!(
+            "the queue's message retention ({} s)",
+            queue.retention.as_secs()
+        ),
+    };
+    Err(format!(
+        "--tombstone-retention-seconds (KUBETEMPURA_TOMBSTONE_RETENTION_SECONDS) is {} s, shorter than {queues}: a late event could resurrect a closed environment after its tombstone is collected. Set --tombstone-retention-seconds to at least {} or shorten the queues' MessageRetentionPeriod (terraform: message_retention_seconds, dlq_message_retention_seconds); --allow-short-tombstone-retention (KUBETEMPURA_ALLOW_SHORT_TOMBSTONE_RETENTION=true) starts anyway with a warning",
+        retention.as_secs(),
+        needed.as_secs()
+    ))
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) {
@@ -285,5 +390,52 @@ async fn collect_tombstones(ctx: &Ctx, retention: Duration) {
                 tracing::warn!(pr = %name, error = %e, "collecting a tombstone failed; the next resync retries")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consumer::{DeadLetterQueue, QueueAttributes};
+
+    fn queue(retention: u64, dlq: Option<Result<u64, &str>>) -> QueueAttributes {
+        QueueAttributes {
+            visibility_timeout: Duration::from_secs(30),
+            retention: Duration::from_secs(retention),
+            max_receive_count: Some(5),
+            dead_letter: dlq.map(|r| DeadLetterQueue {
+                arn: "arn:aws:sqs:us-east-1:111122223333:events-dlq.fifo".to_owned(),
+                retention: r.map(Duration::from_secs).map_err(str::to_owned),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_tombstone_retention_must_cover_the_queue_and_its_dead_letter_queue() {
+        let check = |retention, q: &QueueAttributes| {
+            tombstone_retention_problem(Duration::from_secs(retention), q)
+        };
+        // terraform's defaults: 4 days, 14 days; the applier's default covers them.
+        let defaults = queue(345_600, Some(Ok(1_209_600)));
+        assert_eq!(check(MAX_SQS_RETENTION_SECONDS, &defaults), Ok(()));
+        let err = check(604_800, &defaults).unwrap_err();
+        for part in [
+            "604800 s",
+            "345600 s",
+            "events-dlq.fifo's (1209600 s)",
+            "at least 1209600",
+            "--tombstone-retention-seconds",
+            "--allow-short-tombstone-retention",
+        ] {
+            assert!(err.contains(part), "{part:?} not in {err}");
+        }
+        // The queue alone (no redrive policy, or its DLQ unreadable).
+        assert_eq!(check(345_600, &queue(345_600, None)), Ok(()));
+        assert_eq!(check(345_600, &queue(345_600, Some(Err("denied")))), Ok(()));
+        let err = check(60, &queue(345_600, None)).unwrap_err();
+        assert!(
+            err.contains("queue's message retention (345600 s):"),
+            "{err}"
+        );
     }
 }

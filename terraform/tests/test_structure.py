@@ -354,7 +354,7 @@ def test_function_policy_allows_only_send_message_secret_and_own_logs():
     assert grants["logs:PutLogEvents"] == {"${aws_cloudwatch_log_group.webhook.arn}:*"}
 
 
-def test_applier_policy_allows_only_the_four_consumer_actions_on_the_queue():
+def test_applier_policy_allows_the_four_consumer_actions_on_the_queue_and_reads_the_dlq():
     grants = _actions_by_resource(policy_document("applier"))
     consumer = {
         "sqs:ReceiveMessage",
@@ -362,9 +362,16 @@ def test_applier_policy_allows_only_the_four_consumer_actions_on_the_queue():
         "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes",
     }
-    assert set(grants) - {"kms:Decrypt"} == consumer, sorted(grants)
-    for action in consumer:
+    assert set(grants) - {"kms:Decrypt"} == consumer | {"sqs:GetQueueUrl"}, sorted(grants)
+    for action in consumer - {"sqs:GetQueueAttributes"}:
         assert grants[action] == {"${aws_sqs_queue.events.arn}"}, action
+    # At start it reads both queues' message retention (the DLQ found by name from its ARN),
+    # and never receives from, deletes from or redrives the dead-letter queue.
+    assert grants["sqs:GetQueueAttributes"] == {
+        "${aws_sqs_queue.events.arn}",
+        "${aws_sqs_queue.dlq.arn}",
+    }
+    assert grants["sqs:GetQueueUrl"] == {"${aws_sqs_queue.dlq.arn}"}
     # Both the role and the (discouraged) user get exactly this document.
     for rtype, name in [("aws_iam_role_policy", "applier"), ("aws_iam_user_policy", "applier")]:
         assert attr(resource(rtype, name), "policy") == "${data.aws_iam_policy_document.applier.json}"

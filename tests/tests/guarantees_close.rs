@@ -33,6 +33,7 @@ async fn a_closed_pr_stays_closed_until_reopened_and_its_tombstone_is_collected_
         &[
             "--tombstone-retention-seconds",
             &RETENTION_SECS.to_string(),
+            "--allow-short-tombstone-retention",
             "--resync-seconds",
             "1",
         ],

@@ -91,11 +91,15 @@ async fn periodic_resync_repairs_drift_without_a_webhook() {
 async fn resync_finishes_a_half_done_close() {
     let stack = Stack::start(StackOptions {
         max_receive_count: 2,
-        ..options("resync-close", &["--resync-seconds", "2"])
+        ..options(
+            "resync-close",
+            &["--resync-seconds", "2", "--retry-budget-seconds", "1"],
+        )
     })
     .await;
     open_applied(&stack, 53).await;
-    // The close cannot delete the Deployment: it is retried, then dead-lettered.
+    // The close cannot delete the Deployment: it is retried for the budget on each receive,
+    // then dead-lettered.
     stack
         .proxy
         .add_fault(FaultRule {
@@ -123,12 +127,7 @@ async fn resync_finishes_a_half_done_close() {
     // The API recovers; the resync finishes the close without any new event.
     let received = stack.applier().metric(RECEIVED).await;
     stack.proxy.clear_faults();
-    stack
-        .wait_gone("apps/v1", "Deployment", &stack.ns, &env_name(53))
-        .await;
-    stack
-        .wait_gone("v1", "Service", &stack.ns, &env_name(53))
-        .await;
+    wait_env_gone(&stack, 53).await;
     let tombstone = stack
         .wait_pr_phase(&stack.ns, &env_name(53), Phase::Closed)
         .await;

@@ -333,6 +333,7 @@ async fn exercise_the_applier(stack: &mut Stack) {
             "1",
             "--tombstone-retention-seconds",
             "0",
+            "--allow-short-tombstone-retention",
         ]
         .map(String::from),
     );

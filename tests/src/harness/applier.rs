@@ -45,21 +45,7 @@ impl ApplierProcess {
         args: &[String],
     ) -> Self {
         let port = free_port();
-        let mut cmd = Command::new(kubetempura_bin());
-        cmd.arg("run")
-            .arg("--queue-url")
-            .arg(queue_url)
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{port}"))
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .env(
-                "RUST_LOG",
-                std::env::var("KUBETEMPURA_TEST_LOG").unwrap_or_else(|_| "info".into()),
-            );
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
+        let cmd = run_command(queue_url, kubeconfig, env, args, port);
         let mut process = ChildGuard::spawn("kubetempura-run", cmd);
         let metrics_url = format!("http://127.0.0.1:{port}");
         let ready = format!("{metrics_url}/readyz");
@@ -84,6 +70,22 @@ impl ApplierProcess {
             process,
             metrics_url,
         }
+    }
+
+    /// Runs `kubetempura run` like [`Self::start`] for an applier expected to exit on its own
+    /// (a refused configuration): its exit status (`None` if still running after `timeout`,
+    /// then stopped) and everything it printed.
+    pub fn run_to_exit(
+        queue_url: &str,
+        kubeconfig: &Path,
+        env: &[(String, String)],
+        args: &[String],
+        timeout: Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let cmd = run_command(queue_url, kubeconfig, env, args, free_port());
+        let mut process = ChildGuard::spawn("kubetempura-run", cmd);
+        let status = process.wait_timeout(timeout);
+        (status, process.output())
     }
 
     /// Everything the applier logged so far.
@@ -120,6 +122,33 @@ impl ApplierProcess {
     pub async fn metric(&self, sample: &str) -> f64 {
         parse_metric(&self.metrics().await, sample)
     }
+}
+
+/// `kubetempura run` against `queue_url` with `env` (kubeconfig, AWS) and extra `args`, serving
+/// its probes and metrics on `port`.
+fn run_command(
+    queue_url: &str,
+    kubeconfig: &Path,
+    env: &[(String, String)],
+    args: &[String],
+    port: u16,
+) -> Command {
+    let mut cmd = Command::new(kubetempura_bin());
+    cmd.arg("run")
+        .arg("--queue-url")
+        .arg(queue_url)
+        .arg("--metrics-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env(
+            "RUST_LOG",
+            std::env::var("KUBETEMPURA_TEST_LOG").unwrap_or_else(|_| "info".into()),
+        );
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 /// Reads one sample from Prometheus text.

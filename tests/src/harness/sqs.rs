@@ -116,6 +116,20 @@ impl SqsEmulator {
         }
     }
 
+    /// Sets a queue's message retention (SQS allows 60 s to 14 days).
+    pub async fn set_retention(&self, queue_url: &str, seconds: u32) {
+        self.client
+            .set_queue_attributes()
+            .queue_url(queue_url)
+            .attributes(
+                QueueAttributeName::MessageRetentionPeriod,
+                seconds.to_string(),
+            )
+            .send()
+            .await
+            .expect("set the message retention");
+    }
+
     /// Receives up to 10 messages (waiting up to `wait_secs`), without deleting them.
     pub async fn receive(
         &self,

@@ -238,6 +238,24 @@ impl Stack {
         }
     }
 
+    /// Runs an applier with this stack's arguments and `extra` ones, expecting it to exit on its
+    /// own within `timeout` (a refused configuration): its exit status and output.
+    pub fn run_applier_to_exit(
+        &self,
+        extra: &[&str],
+        timeout: Duration,
+    ) -> (Option<std::process::ExitStatus>, String) {
+        let mut args = self.applier_args();
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        ApplierProcess::run_to_exit(
+            &self.queues.url,
+            &self.applier_kubeconfig,
+            &self.sqs.env(),
+            &args,
+            timeout,
+        )
+    }
+
     /// The running applier.
     pub fn applier(&self) -> &ApplierProcess {
         self.applier.as_ref().expect("applier running")

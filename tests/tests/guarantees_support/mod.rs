@@ -247,8 +247,13 @@ pub async fn open_applied(stack: &Stack, pr: u64) -> PR {
     stack
         .enqueue(&delivery(pr, &sha(1), "opened", 0), &format!("open-{pr}"))
         .await;
+    wait_applied(stack, pr, &sha(1)).await
+}
+
+/// Waits until `pr`'s Deployment runs the image of `sha` and its `PR` object is Applied.
+pub async fn wait_applied(stack: &Stack, pr: u64, sha: &str) -> PR {
     stack
-        .wait_deployment_image(&stack.ns, &env_name(pr), &image(pr, &sha(1)))
+        .wait_deployment_image(&stack.ns, &env_name(pr), &image(pr, sha))
         .await;
     stack
         .wait_pr_phase(
@@ -257,4 +262,24 @@ pub async fn open_applied(stack: &Stack, pr: u64) -> PR {
             kubetempura_common::crd::Phase::Applied,
         )
         .await
+}
+
+/// Waits until `pr`'s Deployment and Service are gone.
+pub async fn wait_env_gone(stack: &Stack, pr: u64) {
+    stack
+        .wait_gone("apps/v1", "Deployment", &stack.ns, &env_name(pr))
+        .await;
+    stack
+        .wait_gone("v1", "Service", &stack.ns, &env_name(pr))
+        .await;
+}
+
+/// Waits until the queue is drained, and checks nothing went to the dead-letter queue.
+pub async fn assert_drained_nothing_dead(stack: &Stack) {
+    stack.wait_queue_drained().await;
+    assert_eq!(
+        dlq_depth(stack).await,
+        0,
+        "messages in the dead-letter queue"
+    );
 }
