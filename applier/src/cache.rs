@@ -1,5 +1,10 @@
 //! Watched caches: ReviewApps indexed by repository, and `PR` objects by name. No list call is
 //! made per event; a repository with no ReviewApp is answered from memory.
+//!
+//! ReviewApps in a namespace the [`Tenancy`] refuses are kept apart: [`Caches::apps_for`],
+//! [`Caches::app`] and [`Caches::all_apps`] never return them, so no reconcile, re-render,
+//! resync or status refresh can act on them; [`Caches::denied_apps_for`] and
+//! [`Caches::denied_app`] return them for recording the refusal.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +17,8 @@ use kube::{Api, Client, ResourceExt};
 use kubetempura_common::crd::{PR, ReviewApp};
 use kubetempura_common::naming::RepoKey;
 use tokio::sync::mpsc;
+
+use crate::tenancy::Tenancy;
 
 /// ReviewApps by repository, kept current by a watch.
 #[derive(Default)]
@@ -57,6 +64,7 @@ pub struct Caches {
     index: Arc<RwLock<Index>>,
     prs: Store<PR>,
     apps_synced: Arc<AtomicBool>,
+    tenancy: Arc<Tenancy>,
 }
 
 impl Caches {
@@ -153,7 +161,44 @@ impl Caches {
             index,
             prs,
             apps_synced,
+            tenancy: Arc::default(),
         }
+    }
+
+    /// The same caches, refusing the ReviewApps of `tenancy`'s denied namespaces (call before
+    /// cloning: clones made earlier keep the previous tenancy).
+    #[must_use]
+    pub fn with_tenancy(mut self, tenancy: Tenancy) -> Self {
+        self.tenancy = Arc::new(tenancy);
+        self
+    }
+
+    /// The namespaces whose ReviewApps are refused.
+    pub fn tenancy(&self) -> &Tenancy {
+        &self.tenancy
+    }
+
+    fn admitted(&self, app: &ReviewApp) -> bool {
+        !self
+            .tenancy
+            .is_denied(app.namespace().as_deref().unwrap_or_default())
+    }
+
+    /// The ReviewApps of a repository, admitted (`true`) or refused (`false`) by the tenancy.
+    fn apps_of(&self, repo: &RepoKey, admitted: bool) -> Vec<Arc<ReviewApp>> {
+        let Ok(guard) = self.index.read() else {
+            return Vec::new();
+        };
+        let mut apps: Vec<Arc<ReviewApp>> = guard
+            .by_repo
+            .get(repo)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| guard.apps.get(k).cloned())
+            .filter(|a| self.admitted(a) == admitted)
+            .collect();
+        apps.sort_by_key(|a| (a.namespace(), a.name_any()));
+        apps
     }
 
     /// True once both caches have listed everything at least once.
@@ -174,27 +219,33 @@ impl Caches {
         }
     }
 
-    /// The ReviewApps for a repository.
+    /// The ReviewApps for a repository (those of refused namespaces excepted).
     pub fn apps_for(&self, repo: &RepoKey) -> Vec<Arc<ReviewApp>> {
-        let Ok(guard) = self.index.read() else {
-            return Vec::new();
-        };
-        guard
-            .by_repo
-            .get(repo)
-            .map(|set| {
-                let mut apps: Vec<Arc<ReviewApp>> = set
-                    .iter()
-                    .filter_map(|k| guard.apps.get(k).cloned())
-                    .collect();
-                apps.sort_by_key(|a| (a.namespace(), a.name_any()));
-                apps
-            })
-            .unwrap_or_default()
+        self.apps_of(repo, true)
     }
 
-    /// One ReviewApp by namespace and name.
+    /// The ReviewApps for a repository in namespaces the tenancy refuses.
+    pub fn denied_apps_for(&self, repo: &RepoKey) -> Vec<Arc<ReviewApp>> {
+        self.apps_of(repo, false)
+    }
+
+    /// One ReviewApp by namespace and name (`None` in a refused namespace).
     pub fn app(&self, namespace: &str, name: &str) -> Option<Arc<ReviewApp>> {
+        if self.tenancy.is_denied(namespace) {
+            return None;
+        }
+        self.any_app(namespace, name)
+    }
+
+    /// One ReviewApp of a refused namespace.
+    pub fn denied_app(&self, namespace: &str, name: &str) -> Option<Arc<ReviewApp>> {
+        if !self.tenancy.is_denied(namespace) {
+            return None;
+        }
+        self.any_app(namespace, name)
+    }
+
+    fn any_app(&self, namespace: &str, name: &str) -> Option<Arc<ReviewApp>> {
         let guard = self.index.read().ok()?;
         guard
             .apps
@@ -212,11 +263,17 @@ impl Caches {
         self.prs.state()
     }
 
-    /// Every cached ReviewApp.
+    /// Every cached ReviewApp (those of refused namespaces excepted).
     pub fn all_apps(&self) -> Vec<Arc<ReviewApp>> {
         self.index
             .read()
-            .map(|g| g.apps.values().cloned().collect())
+            .map(|g| {
+                g.apps
+                    .values()
+                    .filter(|a| self.admitted(a))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -13,3 +13,4 @@ pub mod reconcile;
 pub mod render_cmd;
 pub mod run;
 pub mod send_event;
+pub mod tenancy;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kube::ResourceExt;
-use kubetempura_common::policy::{GroupKind, ObjectPolicy};
+use kubetempura_common::policy::{DEFAULT_APPLIER_SERVICE_ACCOUNT, GroupKind, ObjectPolicy};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -15,6 +15,7 @@ use crate::cache::{AppChanged, Caches};
 use crate::consumer::{Consumer, ConsumerConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{Ctx, Trigger, event_from_pr, is_finished_tombstone, reconcile};
+use crate::tenancy::{DEFAULT_DENIED_NAMESPACES, IN_CLUSTER_NAMESPACE_FILE, Tenancy};
 
 /// Arguments of `kubetempura run`. Every flag has an environment fallback.
 #[derive(Debug, Clone, clap::Args)]
@@ -86,6 +87,26 @@ pub struct RunArgs {
     /// On SIGTERM, how long in-flight work may take before the process exits, in seconds.
     #[arg(long, env = "KUBETEMPURA_SHUTDOWN_GRACE_SECONDS", default_value_t = 25)]
     pub shutdown_grace_seconds: u64,
+    /// Refuse ReviewApps in this namespace: recorded on their status, nothing applied.
+    /// Repeatable, or comma-separated in the variable. Setting it replaces the default (list
+    /// kube-system again to keep it); the applier's own namespace is always refused.
+    #[arg(
+        long = "deny-namespace",
+        env = "KUBETEMPURA_DENY_NAMESPACES",
+        value_delimiter = ',',
+        default_value = DEFAULT_DENIED_NAMESPACES,
+        value_name = "NAMESPACE"
+    )]
+    pub deny_namespaces: Vec<String>,
+    /// The applier's own namespace, whose ReviewApps are always refused. The Deployment sets
+    /// it from the downward API (metadata.namespace); default: the namespace file of the pod's
+    /// service-account volume. The kubeconfig's namespace is never used.
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    pub applier_namespace: Option<String>,
+    /// The applier's ServiceAccount: pod templates naming it (in any namespace) are refused.
+    /// The Deployment sets it from the downward API (spec.serviceAccountName).
+    #[arg(long, env = "SERVICE_ACCOUNT_NAME", default_value = DEFAULT_APPLIER_SERVICE_ACCOUNT, value_name = "NAME")]
+    pub applier_service_account: String,
 }
 
 /// The longest message retention SQS allows (14 days), in seconds.
@@ -112,8 +133,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let visibility_timeout = check_queue(&sqs, &args).await?;
 
     let (changes_tx, changes_rx) = mpsc::unbounded_channel();
-    let caches = Caches::start(clients.watches, args.namespace.as_deref(), changes_tx);
-    let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned());
+    let tenancy = tenancy(&args);
+    let caches =
+        Caches::start(clients.watches, args.namespace.as_deref(), changes_tx).with_tenancy(tenancy);
+    let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned())
+        .with_applier_service_account(&args.applier_service_account);
     let ctx = Arc::new(Ctx::new(
         client,
         caches.clone(),
@@ -244,6 +268,27 @@ pub fn tombstone_retention_problem(
     ))
 }
 
+/// The namespaces whose ReviewApps are refused, logged once at start.
+fn tenancy(args: &RunArgs) -> Tenancy {
+    let own = crate::tenancy::own_namespace(
+        args.applier_namespace.as_deref(),
+        std::path::Path::new(IN_CLUSTER_NAMESPACE_FILE),
+    );
+    if own.is_none() {
+        tracing::warn!(
+            "the applier's own namespace is unknown (POD_NAMESPACE unset, not in a pod): only the deny list refuses ReviewApps"
+        );
+    }
+    let tenancy = Tenancy::new(args.deny_namespaces.iter().cloned(), own);
+    tracing::info!(denied = ?tenancy.denied(), service_account = %args.applier_service_account, "ReviewApps in denied namespaces are refused; pod templates may not run as the applier's ServiceAccount");
+    if let Some(ns) = &args.namespace
+        && tenancy.is_denied(ns)
+    {
+        tracing::warn!(namespace = %ns, "the watched namespace (--namespace) is denied: every ReviewApp there will be refused");
+    }
+    tenancy
+}
+
 fn spawn_signal_handler(shutdown: CancellationToken) {
     tokio::spawn(async move {
         let mut term =
@@ -298,6 +343,11 @@ async fn maintain(
 
 /// Re-renders the live environments of one ReviewApp (or of all), from their recorded spec.
 pub async fn rerender_app(ctx: &Ctx, only: Option<(&str, &str)>) {
+    if let Some((ns, name)) = only
+        && crate::tenancy::refuse_rerender(ctx, ns, name).await
+    {
+        return;
+    }
     for pr in ctx.caches.all_prs() {
         let ns = pr.namespace().unwrap_or_default();
         if let Some((want_ns, want_name)) = only

@@ -2,7 +2,9 @@
 //!
 //! Object policy: namespaced objects always land in the ReviewApp's namespace; cluster-scoped
 //! kinds and privilege-bearing kinds (RBAC) are refused unless the operator of the applier
-//! allows them by configuration — a ReviewApp author cannot grant that to themselves.
+//! allows them by configuration — a ReviewApp author cannot grant that to themselves. Some
+//! objects are refused whatever the operator allows: this project's own kinds, Secrets that
+//! mint ServiceAccount tokens, and pod templates that run as the applier's ServiceAccount.
 //!
 //! Pull-request policy: a ReviewApp's optional [`ReviewAppPolicy`] filters which pull requests
 //! are deployed; the defaults deploy every pull request that is not from a fork.
@@ -88,6 +90,14 @@ pub enum PolicyError {
         "a Secret of type kubernetes.io/service-account-token would mint a token of a ServiceAccount; refused"
     )]
     ServiceAccountToken,
+    #[error(
+        "{field} names ServiceAccount {name:?}, the applier's own identity: pods of a template cannot run as the applier; refused"
+    )]
+    ApplierServiceAccount {
+        /// Where the template names it (`spec.template.spec.serviceAccountName` …).
+        field: String,
+        name: String,
+    },
 }
 
 /// The API group of this project's own kinds (ReviewApp, PR).
@@ -145,24 +155,65 @@ pub fn builtin_scope(gk: &GroupKind) -> Scope {
     }
 }
 
-/// The operator's object policy: which otherwise-refused kinds are allowed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The name of the applier's ServiceAccount in infra/ (`kubetempura run` learns the real one
+/// from the downward API).
+pub const DEFAULT_APPLIER_SERVICE_ACCOUNT: &str = "kubetempura-applier";
+
+/// The operator's object policy: which otherwise-refused kinds are allowed, and the applier's
+/// own ServiceAccount, which no pod template may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectPolicy {
     allowed: BTreeSet<GroupKind>,
+    applier_service_account: String,
 }
+
+impl Default for ObjectPolicy {
+    fn default() -> Self {
+        Self {
+            allowed: BTreeSet::new(),
+            applier_service_account: DEFAULT_APPLIER_SERVICE_ACCOUNT.to_owned(),
+        }
+    }
+}
+
+/// Where the pod spec of a kind that runs pods lives (path of object keys), by group and kind.
+const POD_SPECS: &[(&str, &str, &[&str])] = &[
+    ("", "Pod", &["spec"]),
+    ("", "ReplicationController", &["spec", "template", "spec"]),
+    ("", "PodTemplate", &["template", "spec"]),
+    ("apps", "Deployment", &["spec", "template", "spec"]),
+    ("apps", "StatefulSet", &["spec", "template", "spec"]),
+    ("apps", "DaemonSet", &["spec", "template", "spec"]),
+    ("apps", "ReplicaSet", &["spec", "template", "spec"]),
+    ("batch", "Job", &["spec", "template", "spec"]),
+    (
+        "batch",
+        "CronJob",
+        &["spec", "jobTemplate", "spec", "template", "spec"],
+    ),
+];
 
 impl ObjectPolicy {
     /// A policy that additionally allows `kinds` (cluster-scoped or privileged).
     pub fn allowing(kinds: impl IntoIterator<Item = GroupKind>) -> Self {
         Self {
             allowed: kinds.into_iter().collect(),
+            ..Self::default()
         }
+    }
+
+    /// The same policy, refusing pod templates that name `name` (the applier's ServiceAccount;
+    /// default [`DEFAULT_APPLIER_SERVICE_ACCOUNT`]).
+    #[must_use]
+    pub fn with_applier_service_account(mut self, name: &str) -> Self {
+        name.clone_into(&mut self.applier_service_account);
+        self
     }
 
     /// Checks one rendered object: its kind ([`Self::check`]), then what it would do, whatever
     /// the operator allows: this project's own kinds (a ReviewApp creating ReviewApps or forging
-    /// PR records) and Secrets that make the token controller mint a ServiceAccount token are
-    /// always refused.
+    /// PR records), Secrets that make the token controller mint a ServiceAccount token and pod
+    /// templates that run as the applier's ServiceAccount are always refused.
     pub fn check_object(
         &self,
         gk: &GroupKind,
@@ -178,6 +229,41 @@ impl ObjectPolicy {
             && object["type"] == "kubernetes.io/service-account-token"
         {
             return Err(PolicyError::ServiceAccountToken);
+        }
+        self.check_service_account(gk, object)
+    }
+
+    /// Refuses a pod template (of a Pod or of a built-in kind that creates pods) that names the
+    /// applier's ServiceAccount, by `serviceAccountName` or the deprecated `serviceAccount`.
+    ///
+    /// Matched by name whatever the namespace: a pod can only use a ServiceAccount of its own
+    /// namespace, and the applier's own namespace is refused as a whole, so a match elsewhere is
+    /// a ServiceAccount of the same name — in a cluster with several appliers (one per team,
+    /// each with its own queue) that is another applier's identity, with its RBAC and its cloud
+    /// credentials (IRSA, Pod Identity). Refusing the name everywhere costs a clear error for a
+    /// look-alike and closes that path without the policy knowing other installs.
+    fn check_service_account(
+        &self,
+        gk: &GroupKind,
+        object: &serde_json::Value,
+    ) -> Result<(), PolicyError> {
+        let Some((_, _, path)) = POD_SPECS
+            .iter()
+            .find(|(g, k, _)| *g == gk.group && *k == gk.kind)
+        else {
+            return Ok(());
+        };
+        let pod_spec = path.iter().try_fold(object, |v, key| v.get(key));
+        let Some(pod_spec) = pod_spec else {
+            return Ok(());
+        };
+        for field in ["serviceAccountName", "serviceAccount"] {
+            if pod_spec[field].as_str() == Some(self.applier_service_account.as_str()) {
+                return Err(PolicyError::ApplierServiceAccount {
+                    field: format!("{}.{field}", path.join(".")),
+                    name: self.applier_service_account.clone(),
+                });
+            }
         }
         Ok(())
     }
@@ -378,6 +464,66 @@ mod tests {
         ObjectPolicy::allowing([rb.clone()])
             .check(&rb, Scope::Namespaced)
             .unwrap();
+    }
+
+    fn pod_spec_at(path: &[&str], service_account: serde_json::Value) -> serde_json::Value {
+        let mut v = service_account;
+        for key in path.iter().rev() {
+            v = serde_json::Value::Object(serde_json::Map::from_iter([((*key).to_owned(), v)]));
+        }
+        v
+    }
+
+    #[test]
+    fn pod_templates_naming_the_applier_service_account_are_refused_in_every_kind_that_runs_pods() {
+        let p = ObjectPolicy::allowing([]).with_applier_service_account("the-applier");
+        for (group, kind, path) in POD_SPECS {
+            let gk = GroupKind::new(group, kind);
+            for field in ["serviceAccountName", "serviceAccount"] {
+                let obj = pod_spec_at(path, serde_json::json!({ field: "the-applier" }));
+                let err = p.check_object(&gk, Scope::Namespaced, &obj).unwrap_err();
+                assert_eq!(
+                    err,
+                    PolicyError::ApplierServiceAccount {
+                        field: format!("{}.{field}", path.join(".")),
+                        name: "the-applier".into()
+                    },
+                    "{gk}"
+                );
+                assert!(
+                    err.to_string().contains("the applier's own identity"),
+                    "{err}"
+                );
+                // Another ServiceAccount, or none, is fine.
+                let other = pod_spec_at(path, serde_json::json!({ field: "web" }));
+                p.check_object(&gk, Scope::Namespaced, &other).unwrap();
+                p.check_object(&gk, Scope::Namespaced, &serde_json::json!({}))
+                    .unwrap();
+            }
+        }
+        // A kind that runs no pods may carry the name anywhere.
+        let cm = serde_json::json!({"data": {"serviceAccountName": "the-applier"},
+            "spec": {"template": {"spec": {"serviceAccountName": "the-applier"}}}});
+        p.check_object(&GroupKind::new("", "ConfigMap"), Scope::Namespaced, &cm)
+            .unwrap();
+    }
+
+    #[test]
+    fn the_applier_service_account_defaults_to_infra_s_name() {
+        let obj = pod_spec_at(
+            &["spec", "template", "spec"],
+            serde_json::json!({"serviceAccountName": "kubetempura-applier"}),
+        );
+        for p in [ObjectPolicy::default(), ObjectPolicy::allowing([])] {
+            assert!(matches!(
+                p.check_object(
+                    &GroupKind::new("apps", "Deployment"),
+                    Scope::Namespaced,
+                    &obj
+                ),
+                Err(PolicyError::ApplierServiceAccount { .. })
+            ));
+        }
     }
 
     #[test]

@@ -224,7 +224,7 @@ pub struct RenderContext<'a> {
     /// The scope of a kind (`None`: not served). The applier asks discovery; offline rendering
     /// uses [`crate::policy::builtin_scope`].
     pub scope_of: &'a (dyn Fn(&str, &str) -> Option<Scope> + Sync),
-    /// Owner reference to the `PR` object, when known.
+    /// Owner reference to the `PR` object, when known; set on namespaced objects only.
     pub owner: Option<&'a OwnerReference>,
 }
 
@@ -261,8 +261,8 @@ const LIVE_METADATA: &[&str] = &[
 ];
 
 /// Renders a ReviewApp's `resources` for one pull request: substitutes variables, forces
-/// namespaced objects into `vars.namespace`, applies the object policy, adds the labels and the
-/// owner reference.
+/// namespaced objects into `vars.namespace`, applies the object policy, adds the labels and, to
+/// namespaced objects only, the owner reference.
 pub fn render_resources(
     templates: &[Value],
     vars: &Variables,
@@ -352,9 +352,19 @@ pub fn render_resources(
             merge_strings(metadata, "annotations", &annotations)
                 .map_err(|()| invalid("metadata.annotations must be a map"))?;
         }
-        if let Some(owner) = ctx.owner {
-            let owner = serde_json::to_value(owner).map_err(|e| invalid(&e.to_string()))?;
-            metadata.insert("ownerReferences".to_owned(), Value::Array(vec![owner]));
+        // Owner references are kubetempura's: a namespaced object gets exactly one, to its PR.
+        // A cluster-scoped object gets none — a namespaced owner is invalid for it (the garbage
+        // collector reports OwnerRefInvalidNamespace and never collects it) — and is deleted
+        // explicitly from the PR's inventory on prune and close instead.
+        match (scope, ctx.owner) {
+            (Scope::Namespaced, Some(owner)) => {
+                let owner = serde_json::to_value(owner).map_err(|e| invalid(&e.to_string()))?;
+                metadata.insert("ownerReferences".to_owned(), Value::Array(vec![owner]));
+            }
+            (Scope::Namespaced, None) => {}
+            (Scope::Cluster, _) => {
+                metadata.remove("ownerReferences");
+            }
         }
         ctx.policy
             .check_object(&gk, scope, &obj)
@@ -588,8 +598,8 @@ mod tests {
         assert_eq!(o.name, "s-123");
     }
 
-    #[test]
-    fn owner_reference_is_set_when_given() {
+    /// Renders with an owner reference to the `PR` object `ra-pr1` (uid `u-1`).
+    fn render_owned(policy: &ObjectPolicy, templates: &[Value]) -> Rendered {
         let owner = OwnerReference {
             api_version: "kubetempura.mercari.com/v1".into(),
             kind: "PR".into(),
@@ -598,20 +608,70 @@ mod tests {
             controller: Some(true),
             block_owner_deletion: Some(true),
         };
-        let policy = ObjectPolicy::default();
-        let out = render_resources(
-            &[json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})],
+        render_resources(
+            templates,
             &vars(),
             &RenderContext {
-                policy: &policy,
+                policy,
                 scope_of: &offline_scope,
                 owner: Some(&owner),
             },
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[test]
+    fn owner_reference_is_set_when_given() {
+        let out = render_owned(
+            &ObjectPolicy::default(),
+            &[json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})],
+        );
         assert_eq!(
             out.objects[0].object["metadata"]["ownerReferences"][0]["uid"],
             "u-1"
+        );
+    }
+
+    #[test]
+    fn cluster_scoped_objects_get_no_owner_reference() {
+        let policy = ObjectPolicy::allowing([GroupKind::new("scheduling.k8s.io", "PriorityClass")]);
+        let out = render_owned(
+            &policy,
+            &[
+                json!({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                    "metadata": {"name": "pr-{{PR_NUMBER}}",
+                        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "x", "uid": "u-2"}]},
+                    "value": 1000}),
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}}),
+            ],
+        );
+        let cluster = &out.objects[0];
+        assert_eq!(cluster.scope, Scope::Cluster);
+        assert!(
+            cluster.object["metadata"].get("ownerReferences").is_none(),
+            "{}",
+            cluster.object
+        );
+        assert_eq!(
+            cluster.object["metadata"]["labels"]["kubetempura.mercari.com/pr"],
+            "123"
+        );
+        assert_eq!(
+            out.objects[1].object["metadata"]["ownerReferences"][0]["uid"],
+            "u-1"
+        );
+    }
+
+    #[test]
+    fn a_deployment_running_as_the_applier_is_refused() {
+        let err = render(&[json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d-{{PR_NUMBER}}"},
+            "spec": {"template": {"spec": {"serviceAccountName": "kubetempura-applier",
+                "containers": [{"name": "c", "image": "i"}]}}}})])
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "resources[0] (Deployment.apps d-123): spec.template.spec.serviceAccountName names ServiceAccount \"kubetempura-applier\", the applier's own identity: pods of a template cannot run as the applier; refused"
         );
     }
 

@@ -593,7 +593,7 @@ async fn start(args: &Args, replicas: u8, queue: &str) -> (Stack, Vec<ApplierPro
             ApplierProcess::start(
                 &stack.queues.url,
                 &stack.applier_kubeconfig,
-                &stack.sqs.env(),
+                &stack.applier_env(),
                 &stack.applier_args(),
             )
             .await,

@@ -87,11 +87,12 @@ pub async fn handle_event(ctx: &Ctx, event: &PrEvent) -> Result<Vec<Outcome>, Fa
     let Some(repo) = RepoKey::parse(&event.repository.html_url) else {
         return Ok(vec![Outcome::NoReviewApp]);
     };
+    // Tenancy: ReviewApps in denied namespaces are refused and recorded, never reconciled.
+    let mut outcomes = crate::tenancy::refuse(ctx, &repo).await?;
     let apps = ctx.caches.apps_for(&repo);
-    if apps.is_empty() {
+    if apps.is_empty() && outcomes.is_empty() {
         return Ok(vec![Outcome::NoReviewApp]);
     }
-    let mut outcomes = Vec::with_capacity(apps.len());
     for app in apps {
         outcomes.push(reconcile(ctx, &app, event, Trigger::Event).await?);
     }

@@ -19,7 +19,9 @@ use kubetempura_common::event::{Normalized, PrEvent, normalize};
 use super::applier::ApplierProcess;
 use super::controlplane::Cluster;
 use super::faultproxy::FaultProxy;
-use super::install::{Identity, RBAC_KINDS, create_namespace, install, token_kubeconfig};
+use super::install::{
+    Identity, RBAC_KINDS, SERVICE_ACCOUNT, create_namespace, install, token_kubeconfig,
+};
 use super::kubeapi::{apply_file, dynamic_api, read_documents};
 use super::lambda::WebhookFunction;
 use super::sqs::{Queues, SqsEmulator};
@@ -197,11 +199,25 @@ impl Stack {
         }
     }
 
-    /// `kubetempura run`'s arguments: the test's namespace, then the options' arguments.
+    /// `kubetempura run`'s arguments: the test's namespace (unless the options name the watched
+    /// namespace themselves), then the options' arguments.
     pub fn applier_args(&self) -> Vec<String> {
-        let mut args = vec!["--namespace".to_owned(), self.ns.clone()];
+        let mut args = Vec::new();
+        if !self.options.applier_args.iter().any(|a| a == "--namespace") {
+            args.extend(["--namespace".to_owned(), self.ns.clone()]);
+        }
         args.extend(self.options.applier_args.iter().cloned());
         args
+    }
+
+    /// `kubetempura run`'s environment: the SQS emulator's, and what infra/'s Deployment sets
+    /// from the downward API — the applier's namespace (`<ns>-system`, where its ServiceAccount
+    /// lives) and ServiceAccount — so the applier refuses what it refuses in production.
+    pub fn applier_env(&self) -> Vec<(String, String)> {
+        let mut env = self.sqs.env();
+        env.push(("POD_NAMESPACE".into(), self.identity.namespace.clone()));
+        env.push(("SERVICE_ACCOUNT_NAME".into(), SERVICE_ACCOUNT.into()));
+        env
     }
 
     /// Starts (or restarts) the applier.
@@ -209,7 +225,7 @@ impl Stack {
         let applier = ApplierProcess::start(
             &self.queues.url,
             &self.applier_kubeconfig,
-            &self.sqs.env(),
+            &self.applier_env(),
             &self.applier_args(),
         )
         .await;
@@ -230,7 +246,7 @@ impl Stack {
         let mut all_args = vec!["--namespace".to_owned(), self.ns.clone()];
         all_args.extend(args.iter().cloned());
         let process =
-            ApplierProcess::start(queue_url, &kubeconfig, &self.sqs.env(), &all_args).await;
+            ApplierProcess::start(queue_url, &kubeconfig, &self.applier_env(), &all_args).await;
         ExtraApplier {
             process,
             proxy,
@@ -250,7 +266,7 @@ impl Stack {
         ApplierProcess::run_to_exit(
             &self.queues.url,
             &self.applier_kubeconfig,
-            &self.sqs.env(),
+            &self.applier_env(),
             &args,
             timeout,
         )
