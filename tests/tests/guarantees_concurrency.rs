@@ -23,8 +23,8 @@ fn pr_path(stack: &Stack, pr: u64) -> String {
 }
 
 /// Replica A re-renders the environment from its recorded event all the time (a resync every
-/// second) through a proxy that holds each write of the record for 3 s; replica B consumes the
-/// queue and records a newer push meanwhile. A's writes decided from the older record must not
+/// second); one of its writes of the record is held for 5 s by its proxy, and replica B, which
+/// consumes the queue, records a newer push meanwhile. A's writes decided from the older record must not
 /// land over B's: the environment ends at the newer head, and stays there.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_replica_deciding_from_an_older_record_never_writes_over_a_newer_head() {
@@ -42,15 +42,6 @@ async fn a_replica_deciding_from_an_older_record_never_writes_over_a_newer_head(
             &["--resync-seconds", "1", "--wait-time-seconds", "1"].map(str::to_owned),
         )
         .await;
-    a.proxy
-        .add_fault(FaultRule {
-            method: Some("PATCH".into()),
-            path_regex: Some(format!("^{}$", pr_path(&stack, pr))),
-            delay_ms: Some(3000),
-            count: None,
-            ..FaultRule::default()
-        })
-        .unwrap();
     let a_record_writes = |status: Option<u16>| {
         let path = pr_path(&stack, pr);
         a.proxy
@@ -60,11 +51,28 @@ async fn a_replica_deciding_from_an_older_record_never_writes_over_a_newer_head(
             .filter(|r| status.is_none_or(|s| r.status == s))
             .count()
     };
-    // A has re-rendered once through the delay: from now on a write of A's is always underway.
+    // A has re-rendered once: it has the record in its cache and writes it every second.
     wait_for(
         "replica A's first re-render",
         Duration::from_secs(60),
         || async { (a_record_writes(None) >= 1).then_some(()) },
+    )
+    .await;
+    // Hold A's next write of the record for 5 s, and wait until it is underway (a counted rule
+    // leaves the list when its last use begins): A decided from the older record.
+    a.proxy
+        .add_fault(FaultRule {
+            method: Some("PATCH".into()),
+            path_regex: Some(format!("^{}$", pr_path(&stack, pr))),
+            delay_ms: Some(5000),
+            count: Some(1),
+            ..FaultRule::default()
+        })
+        .unwrap();
+    wait_for(
+        "replica A's held write",
+        Duration::from_secs(60),
+        || async { a.proxy.faults().is_empty().then_some(()) },
     )
     .await;
 

@@ -259,7 +259,7 @@ async fn grant_priority_classes(stack: &Stack) {
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
             "metadata": {"name": name},
             "rules": [{"apiGroups": ["scheduling.k8s.io"], "resources": ["priorityclasses"],
-                       "verbs": ["create", "patch", "delete"]}]}),
+                       "verbs": ["get", "create", "patch", "delete"]}]}),
         json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
             "metadata": {"name": name},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
