@@ -131,7 +131,10 @@ impl Caches {
                     }
                     watcher::Event::Apply(app) => {
                         let key = ObjectRef::from_obj(&app);
-                        if generations.get(&key) != Some(&app.metadata.generation) {
+                        // A deletion in progress is a change too (its environments close).
+                        if generations.get(&key) != Some(&app.metadata.generation)
+                            || app.metadata.deletion_timestamp.is_some()
+                        {
                             changed.push(app.clone());
                         }
                         if let Ok(mut guard) = idx.write() {

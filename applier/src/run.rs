@@ -348,6 +348,8 @@ pub async fn rerender_app(ctx: &Ctx, only: Option<(&str, &str)>) {
     {
         return;
     }
+    // A ReviewApp being deleted closes its environments first (see reconcile::finalizer).
+    crate::reconcile::finalizer::finalize_deleted(ctx, only).await;
     for pr in ctx.caches.all_prs() {
         let ns = pr.namespace().unwrap_or_default();
         if let Some((want_ns, want_name)) = only

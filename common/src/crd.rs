@@ -287,6 +287,11 @@ pub fn object_annotations(review_app: &str) -> BTreeMap<String, String> {
     }
 }
 
+/// The finalizer the applier puts on a ReviewApp whose environments hold cluster-scoped
+/// objects: no garbage collector deletes those (they cannot have a namespaced owner), so the
+/// ReviewApp's deletion waits until the applier has closed its environments.
+pub const FINALIZER_CLUSTER_SCOPED: &str = "kubetempura.mercari.com/cluster-scoped-objects";
+
 /// The annotation naming the environment (`<namespace>/<PR object name>`) every rendered object
 /// belongs to: what the applier checks before it applies over, or deletes, an existing object.
 pub const ANNOTATION_ENVIRONMENT: &str = "kubetempura.mercari.com/environment";

@@ -51,6 +51,15 @@ const UNEXERCISED_GRANTS: &[(&str, &str, &str, &str)] = &[
         "update",
         "blockOwnerDeletion on a rendered object's owner reference",
     ),
+    // The finalizer of a ReviewApp whose environments hold cluster-scoped objects, which the
+    // base install does not allow (no --allow-kind): exercised by tenancy_e2e's
+    // deleting_a_reviewapp_closes_its_environments_and_their_cluster_scoped_objects.
+    (
+        "kubetempura.mercari.com",
+        "reviewapps",
+        "patch",
+        "the finalizer, only with cluster-scoped templates (tenancy_e2e)",
+    ),
 ];
 
 /// What RBAC authorizes: a verb on a resource (`prs/status` for a subresource) of an API group

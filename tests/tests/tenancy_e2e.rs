@@ -14,6 +14,7 @@ use std::time::Duration;
 use guarantees_support::*;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::Event as CoreEvent;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kubetempura_common::crd::{Condition, PR, Phase, ReviewApp};
 use kubetempura_tests::harness::applier::{ApplierProcess, stop_gracefully};
@@ -247,6 +248,30 @@ async fn a_deployment_template_running_as_the_applier_s_service_account_is_refus
     assert_eq!(dlq_depth(&stack).await, 0);
 }
 
+/// A stack whose applier may create PriorityClasses (allowed kind, extra RBAC), not started
+/// yet, with the ReviewApp `app`: a ConfigMap and a PriorityClass per pull request.
+async fn cluster_scoped_stack(queue: &str, app: &str) -> Stack {
+    let stack = Stack::start(StackOptions {
+        applier: false,
+        manifests: Vec::new(),
+        ..options(queue, &["--allow-kind", "PriorityClass.scheduling.k8s.io"])
+    })
+    .await;
+    grant_priority_classes(&stack).await;
+    create_review_app(
+        &stack,
+        app,
+        json!([
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-{{PR_NUMBER}}"}, "data": {"a": "b"}},
+            {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+             "metadata": {"name": "{{NAMESPACE}}-pr{{PR_NUMBER}}"}, "value": 1000,
+             "description": "review environment of PR {{PR_NUMBER}}"}
+        ]),
+    )
+    .await;
+    stack
+}
+
 /// Grants the test's applier identity `verbs` on PriorityClasses (infra/'s base RBAC does not),
 /// and waits until the API server's authorizer says so.
 async fn grant_priority_classes(stack: &Stack) {
@@ -306,27 +331,7 @@ async fn invalid_owner_events(stack: &Stack, name: &str) -> Vec<CoreEvent> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cluster_scoped_object_has_no_owner_reference_the_garbage_collector_accepts_it_and_the_close_deletes_it()
  {
-    let mut stack = Stack::start(StackOptions {
-        applier: false,
-        manifests: Vec::new(),
-        ..options(
-            "tenancy-cluster",
-            &["--allow-kind", "PriorityClass.scheduling.k8s.io"],
-        )
-    })
-    .await;
-    grant_priority_classes(&stack).await;
-    create_review_app(
-        &stack,
-        "clustered",
-        json!([
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm-{{PR_NUMBER}}"}, "data": {"a": "b"}},
-            {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-             "metadata": {"name": "{{NAMESPACE}}-pr{{PR_NUMBER}}"}, "value": 1000,
-             "description": "review environment of PR {{PR_NUMBER}}"}
-        ]),
-    )
-    .await;
+    let mut stack = cluster_scoped_stack("tenancy-cluster", "clustered").await;
     stack.start_applier().await;
     stack
         .enqueue(&delivery(4, &sha(1), "opened", 0), "clustered-1")
@@ -413,5 +418,56 @@ async fn a_cluster_scoped_object_has_no_owner_reference_the_garbage_collector_ac
         .wait_gone("scheduling.k8s.io/v1", "PriorityClass", &stack.ns, &class)
         .await;
     stack.wait_gone("v1", "ConfigMap", &stack.ns, "cm-4").await;
+    assert_eq!(dlq_depth(&stack).await, 0);
+}
+
+/// No garbage collector reaches a cluster-scoped object (it cannot have a namespaced owner):
+/// deleting its ReviewApp waits on the applier's finalizer until the environments are closed.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_reviewapp_closes_its_environments_and_their_cluster_scoped_objects() {
+    let mut stack = cluster_scoped_stack("tenancy-finalizer", "finalized").await;
+    stack.start_applier().await;
+    stack
+        .enqueue(&delivery(5, &sha(1), "opened", 0), "finalized-1")
+        .await;
+    stack
+        .wait_pr_phase(&stack.ns, "finalized-pr5", Phase::Applied)
+        .await;
+    let apps: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
+    let app = apps.get("finalized").await.unwrap();
+    assert!(
+        app.finalizers()
+            .iter()
+            .any(|f| f == kubetempura_common::crd::FINALIZER_CLUSTER_SCOPED),
+        "{:?}",
+        app.finalizers()
+    );
+
+    apps.delete("finalized", &DeleteParams::background())
+        .await
+        .unwrap();
+    let class = format!("{}-pr5", stack.ns);
+    stack
+        .wait_gone("scheduling.k8s.io/v1", "PriorityClass", &stack.ns, &class)
+        .await;
+    stack.wait_gone("v1", "ConfigMap", &stack.ns, "cm-5").await;
+    wait_for(
+        "the ReviewApp to be gone",
+        Duration::from_secs(60),
+        || async {
+            apps.get_opt("finalized")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    // The environment was closed, not just collected: its tombstone stays.
+    let tombstone = stack
+        .wait_pr_phase(&stack.ns, "finalized-pr5", Phase::Closed)
+        .await;
+    let message = tombstone.status.unwrap().message.unwrap();
+    assert!(message.contains("ReviewApp is being deleted"), "{message}");
     assert_eq!(dlq_depth(&stack).await, 0);
 }

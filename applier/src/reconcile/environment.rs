@@ -16,6 +16,7 @@ use kubetempura_common::policy::{Decision, Scope, decide};
 use kubetempura_common::render::{RenderContext, Variables, render_resources, short_sha};
 use serde_json::json;
 
+use super::finalizer;
 use super::objects::{self, Identity};
 use super::record::{event_from_pr, event_time, is_finished_tombstone, is_open, pr_spec};
 use super::status::{StatusBuilder, update_app_status};
@@ -52,6 +53,19 @@ impl<'a> Environment<'a> {
         trigger: Trigger,
         existing: Option<&PR>,
     ) -> Result<Outcome, Failure> {
+        if self.app.metadata.deletion_timestamp.is_some() {
+            // The ReviewApp is being deleted: its environments close, nothing is deployed.
+            return match existing {
+                Some(pr) if !is_finished_tombstone(pr) => {
+                    self.retire(pr, "closed (its ReviewApp is being deleted)")
+                        .await
+                }
+                _ => Ok(Outcome::Stale(format!(
+                    "ReviewApp {} is being deleted",
+                    self.app_name
+                ))),
+            };
+        }
         let mut existing = existing;
         if let Some(pr) = existing
             && !self.follows(pr)
@@ -66,11 +80,11 @@ impl<'a> Environment<'a> {
                         self.pr_name, pr.spec.repository
                     )))
                 } else {
-                    self.retire(pr).await
+                    self.retire(pr, &self.repointed()).await
                 };
             }
             if !is_finished_tombstone(pr) {
-                self.retire(pr).await?;
+                self.retire(pr, &self.repointed()).await?;
             }
             existing = None;
         }
@@ -128,8 +142,16 @@ impl<'a> Environment<'a> {
             == RepoKey::parse(&self.app.spec.github_repository)
     }
 
-    /// Closes an environment of a repository the ReviewApp no longer follows.
-    async fn retire(&self, pr: &PR) -> Result<Outcome, Failure> {
+    fn repointed(&self) -> String {
+        format!(
+            "retired (the ReviewApp now follows {})",
+            self.app.spec.github_repository
+        )
+    }
+
+    /// Closes an environment without an event of its pull request (its ReviewApp follows
+    /// another repository, or is being deleted); `how` says why.
+    async fn retire(&self, pr: &PR, how: &str) -> Result<Outcome, Failure> {
         let Some(mut event) = event_from_pr(pr) else {
             return Err(Failure::permanent(format!(
                 "PR {} records no event time; it cannot be retired",
@@ -139,11 +161,7 @@ impl<'a> Environment<'a> {
         event.action = PrAction::Closed;
         event.state = "closed".to_owned();
         let tombstone = self.write_record(&event, true, Some(pr)).await?;
-        let how = format!(
-            "retired (the ReviewApp now follows {})",
-            self.app.spec.github_repository
-        );
-        self.finish_close(tombstone, &how).await
+        self.finish_close(tombstone, how).await
     }
 
     /// The record as the API server has it now.
@@ -316,6 +334,10 @@ impl<'a> Environment<'a> {
                     .await;
             }
         };
+        if rendered.objects.iter().any(|o| o.namespace.is_none()) {
+            // Before any cluster-scoped object exists, so none can outlive the ReviewApp.
+            finalizer::ensure(ctx, self.app).await?;
+        }
         let identity = self.identity(&pr);
         let started = std::time::Instant::now();
         let results = futures::future::join_all(rendered.objects.iter().map(|o| {

@@ -4,6 +4,7 @@
 //! - [`context`]: what every reconcile shares (clients, caches, locks).
 //! - [`environment`]: one environment and its operations (deploy, skip, close).
 //! - [`objects`]: applying and deleting objects, and the ownership rule.
+//! - [`finalizer`]: closing the environments of a ReviewApp being deleted.
 //! - [`record`] and [`status`]: the `PR` record's spec and status, the ReviewApp status.
 //!
 //! Kubernetes API requests for an open pull request: one server-side apply of the `PR` record,
@@ -20,6 +21,7 @@
 
 mod context;
 mod environment;
+pub mod finalizer;
 mod objects;
 mod record;
 mod status;
