@@ -40,6 +40,15 @@ pub struct ReviewAppSpec {
     /// original KubeTempura did for trusted PRs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<ReviewAppPolicy>,
+    /// The URL of each environment, rendered with the template variables, e.g.
+    /// `https://pr{{PR_NUMBER}}.review.example.com`: an absolute `http` or `https` URL once
+    /// rendered. Recorded on the `PR` status. Absent: environments have no URL.
+    #[serde(
+        default,
+        rename = "environmentURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub environment_url: Option<String>,
 }
 
 /// Filters deciding which pull requests get an environment. Every field is optional and the
@@ -101,6 +110,7 @@ pub struct ReviewAppStatus {
     printcolumn = r#"{"name":"Branch","type":"string","jsonPath":".spec.headBranch"}"#,
     printcolumn = r#"{"name":"Commit","type":"string","jsonPath":".status.commitShort"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.environmentURL","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -182,6 +192,13 @@ pub struct PRStatus {
     pub closed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The environment's URL (the ReviewApp's `environmentURL`, rendered), while it is deployed.
+    #[serde(
+        default,
+        rename = "environmentURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub environment_url: Option<String>,
 }
 
 /// One object the applier created.
@@ -424,8 +441,17 @@ mod tests {
             .collect();
         assert_eq!(
             cols,
-            ["ReviewApp", "PR", "Branch", "Commit", "Phase", "Age"]
+            ["ReviewApp", "PR", "Branch", "Commit", "Phase", "URL", "Age"]
         );
+        // The URL is a kubetempura addition: shown by `-o wide` only, so the default
+        // columns stay the original ones.
+        let url = pr.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .find(|c| c.name == "URL")
+            .unwrap();
+        assert_eq!(url.priority, Some(1));
         assert!(
             pr.spec.versions[0]
                 .subresources

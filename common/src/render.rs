@@ -132,6 +132,24 @@ pub fn render_str<'a>(
     Cow::Owned(out)
 }
 
+/// Renders a ReviewApp's `environmentURL` for one pull request: every placeholder must be a
+/// known variable, and the result an absolute `http` or `https` URL with a host.
+pub fn render_environment_url(template: &str, vars: &Variables) -> Result<String, String> {
+    let mut unknown = BTreeSet::new();
+    let rendered = render_str(template, vars, &mut unknown);
+    if let Some(first) = unknown.into_iter().next() {
+        return Err(format!("environmentURL {template:?}: {first}"));
+    }
+    let url = url::Url::parse(&rendered)
+        .map_err(|e| format!("environmentURL {template:?} renders to {rendered:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+        return Err(format!(
+            "environmentURL {template:?} renders to {rendered:?}, not an http(s) URL with a host"
+        ));
+    }
+    Ok(rendered.into_owned())
+}
+
 /// Renders every string value of a JSON tree; keys are never touched.
 pub fn render_value(v: &Value, vars: &Variables, warnings: &mut BTreeSet<String>) -> Value {
     match v {
@@ -835,6 +853,23 @@ mod tests {
         #[test]
         fn strings_without_placeholders_are_unchanged(s in "[^{]{0,200}") {
             prop_assert_eq!(r(&s).0, s);
+        }
+    }
+
+    #[test]
+    fn the_environment_url_is_rendered_and_must_be_an_http_url() {
+        let v = vars();
+        assert_eq!(
+            render_environment_url("https://pr{{PR_NUMBER}}.review.example.com/", &v),
+            Ok("https://pr123.review.example.com/".to_owned())
+        );
+        for bad in [
+            "pr{{PR_NUMBER}}.review.example.com",
+            "ftp://pr{{PR_NUMBER}}.example.com",
+            "https://{{NOT_A_VARIABLE}}.example.com",
+        ] {
+            let e = render_environment_url(bad, &v).unwrap_err();
+            assert!(e.contains("environmentURL"), "{bad}: {e}");
         }
     }
 }

@@ -71,12 +71,20 @@ impl Fixture {
 
     /// Creates a ReviewApp of [`REPO`] with `resources`; returns it as the API server has it.
     async fn app(&self, name: &str, resources: Value) -> ReviewApp {
-        let body = json!({
+        self.app_with_url(name, resources, None).await
+    }
+
+    /// [`Fixture::app`] with an `environmentURL`.
+    async fn app_with_url(&self, name: &str, resources: Value, url: Option<&str>) -> ReviewApp {
+        let mut body = json!({
             "apiVersion": "kubetempura.mercari.com/v1",
             "kind": "ReviewApp",
             "metadata": {"name": name, "namespace": self.ns},
             "spec": {"githubRepository": REPO, "resources": resources},
         });
+        if let Some(url) = url {
+            body["spec"]["environmentURL"] = url.into();
+        }
         apply_value(&self.admin, &body, Some(&self.ns))
             .await
             .unwrap();
@@ -271,4 +279,41 @@ async fn a_refusal_of_the_api_server_is_permanent_and_keeps_its_status_code() {
     let status = f.record("denied-pr3").await.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Failed));
     assert!(status.inventory.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_environment_url_is_rendered_onto_the_record_and_an_invalid_one_fails_the_render() {
+    let f = Fixture::new().await;
+    let resources = json!([config_map("web-{{PR_NUMBER}}", json!({}))]);
+    let url = "https://pr{{PR_NUMBER}}.review.example.com";
+    let app = f.app_with_url("linked", resources.clone(), Some(url)).await;
+    assert_eq!(
+        f.run(&app, &event(4, 'a', "opened", 0), Trigger::Event)
+            .await,
+        Outcome::Applied {
+            applied: 1,
+            pruned: 0
+        }
+    );
+    let status = f.record("linked-pr4").await.status.unwrap();
+    assert_eq!(
+        status.environment_url.as_deref(),
+        Some("https://pr4.review.example.com"),
+        "the API server kept the field (it is in the CRD schema)"
+    );
+
+    let app = f
+        .app_with_url(
+            "linked",
+            resources,
+            Some("pr{{PR_NUMBER}}.review.example.com"),
+        )
+        .await;
+    let message = failed(
+        f.run(&app, &event(4, 'b', "synchronize", 1), Trigger::Event)
+            .await,
+    );
+    assert!(message.contains("environmentURL"), "{message}");
+    let status = f.record("linked-pr4").await.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed));
 }

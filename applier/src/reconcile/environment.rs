@@ -13,7 +13,9 @@ use kubetempura_common::crd::{
 use kubetempura_common::event::{PrAction, PrEvent};
 use kubetempura_common::naming::{RepoKey, pr_object_name};
 use kubetempura_common::policy::{Decision, Scope, decide};
-use kubetempura_common::render::{RenderContext, Variables, render_resources, short_sha};
+use kubetempura_common::render::{
+    RenderContext, Variables, render_environment_url, render_resources, short_sha,
+};
 use serde_json::json;
 
 use super::finalizer;
@@ -338,6 +340,21 @@ impl<'a> Environment<'a> {
             // Before any cluster-scoped object exists, so none can outlive the ReviewApp.
             finalizer::ensure(ctx, self.app).await?;
         }
+        let url = match self.app.spec.environment_url.as_deref() {
+            None => None,
+            Some(template) => match render_environment_url(template, &vars) {
+                Ok(url) => Some(url),
+                Err(e) => {
+                    let msg = format!("ReviewApp {}: {e}", self.app_name);
+                    update_app_status(ctx, self.app, Err(&msg), &[]).await?;
+                    let status =
+                        statuses.failed("InvalidTemplate", &msg, previous_inventory.to_vec());
+                    return self
+                        .record_failure(pr, status, ("InvalidTemplate", "Render"), msg)
+                        .await;
+                }
+            },
+        };
         let identity = self.identity(&pr);
         let started = std::time::Instant::now();
         let results = futures::future::join_all(rendered.objects.iter().map(|o| {
@@ -399,7 +416,7 @@ impl<'a> Environment<'a> {
             msg = format!("{msg}; not pruned: {}", pruned.refused.join("; "));
         }
         let pr = self
-            .write_status(pr, statuses.applied(&event.head_sha, applied, &msg))
+            .write_status(pr, statuses.applied(&event.head_sha, applied, &msg, url))
             .await?;
         update_app_status(ctx, self.app, Ok(()), &rendered.warnings).await?;
         self.publish(&pr, EventType::Normal, "Applied", "Apply", msg)

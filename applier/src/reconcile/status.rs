@@ -62,12 +62,13 @@ impl StatusBuilder<'_> {
         )]
     }
 
-    /// Every object applied for `head_sha`.
+    /// Every object applied for `head_sha`; the environment answers at `url`, if it has one.
     pub fn applied(
         &self,
         head_sha: &str,
         inventory: Vec<InventoryEntry>,
         message: &str,
+        url: Option<String>,
     ) -> PRStatus {
         PRStatus {
             phase: Some(Phase::Applied),
@@ -78,6 +79,7 @@ impl StatusBuilder<'_> {
             message: Some(message.to_owned()),
             closed_at: None,
             conditions: self.ready(true, "Applied", message),
+            environment_url: url,
         }
     }
 
