@@ -146,13 +146,14 @@ fn at_path<'a>(object: &'a Value, path: &str) -> &'a Value {
 fn printed(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
-        Value::Null => "<none>".into(),
+        // An absent field is an empty cell in the table the API server builds.
+        Value::Null => String::new(),
         other => other.to_string(),
     }
 }
 
-/// `kubectl get prs` with `extra` arguments, as the administrator; header and rows split on
-/// whitespace (no printed value contains any).
+/// `kubectl get prs` with `extra` arguments, as the administrator; header and rows split into
+/// cells at the header's column starts.
 async fn kubectl_get_prs(stack: &Stack, extra: &[&str]) -> Vec<Vec<String>> {
     let out = tokio::process::Command::new(tools::kubectl())
         .arg("--kubeconfig")
@@ -168,9 +169,33 @@ async fn kubectl_get_prs(stack: &Stack, extra: &[&str]) -> Vec<Vec<String>> {
         "kubectl get prs {extra:?}: {}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    stdout
-        .lines()
-        .map(|l| l.split_whitespace().map(str::to_owned).collect())
+    // Columns start where their header starts (kubectl aligns them); a cell may be empty.
+    let mut lines = stdout.lines();
+    let header = lines.next().unwrap_or_default();
+    let starts: Vec<usize> = header
+        .char_indices()
+        .filter(|&(i, c)| c != ' ' && (i == 0 || header.as_bytes()[i - 1] == b' '))
+        .map(|(i, _)| i)
+        .collect();
+    let split = |line: &str| -> Vec<String> {
+        starts
+            .iter()
+            .enumerate()
+            .map(|(n, &start)| {
+                let end = starts
+                    .get(n + 1)
+                    .copied()
+                    .unwrap_or(line.len())
+                    .min(line.len());
+                line.get(start.min(line.len())..end)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned()
+            })
+            .collect()
+    };
+    std::iter::once(split(header))
+        .chain(lines.map(split))
         .collect()
 }
 
