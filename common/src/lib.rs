@@ -1,12 +1,14 @@
 //! Pure logic shared by the kubetempura webhook function and the in-cluster applier.
 //!
 //! Nothing in this crate performs network I/O: it holds the queue message model and its
-//! normalisation from GitHub deliveries ([`event`]), webhook signature verification
+//! normalisation from GitHub deliveries ([`event`]), the outbound environment state
+//! ([`feedback`]), webhook signature verification
 //! ([`signature`]), template rendering ([`render`]), the object policy ([`policy`]), the
 //! custom resource types ([`crd`]) and naming rules ([`naming`]).
 
 pub mod crd;
 pub mod event;
+pub mod feedback;
 pub mod naming;
 pub mod policy;
 pub mod render;
