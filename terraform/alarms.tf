@@ -104,3 +104,78 @@ resource "aws_cloudwatch_metric_alarm" "queue_oldest_event" {
 
   tags = local.tags
 }
+
+# PR feedback (feedback_enabled), four more signals, one resource over a map:
+#   feedback_dlq_not_empty      the notifier gave up on an environment state after
+#                               feedback_max_receive_count attempts (GitHub App not installed on
+#                               the repository, secret empty or wrong, GitHub down for long).
+#   feedback_queue_oldest_event states wait too long: the notifier fails, is throttled or its
+#                               event source mapping is disabled.
+#   notifier_errors             the notifier crashed, timed out or failed a whole batch.
+#   notifier_throttles          invocations were throttled (reserved concurrency or the
+#                               account's limit): events wait and count receives.
+locals {
+  feedback_alarms = {
+    feedback_dlq_not_empty = {
+      name        = "${var.name}-feedback-dlq-not-empty"
+      description = "kubetempura ${var.name}: environment states in the feedback dead-letter queue ${local.feedback_dlq_name}; the notifier gave up on them after ${var.feedback_max_receive_count} attempts. See /aws/lambda/${local.notifier_function_name}, fix the cause (App installed? secret set?), then redrive them to ${local.feedback_queue_name}."
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateNumberOfMessagesVisible"
+      dimensions  = { QueueName = local.feedback_dlq_name }
+      statistic   = "Maximum"
+      threshold   = 0
+    }
+    feedback_queue_oldest_event = {
+      name        = "${var.name}-feedback-queue-oldest-event"
+      description = "kubetempura ${var.name}: the oldest environment state in ${local.feedback_queue_name} is older than ${var.feedback_queue_age_alarm_threshold_seconds} s; pull requests show stale states. Is the notifier failing or its event source mapping disabled?"
+      namespace   = "AWS/SQS"
+      metric      = "ApproximateAgeOfOldestMessage"
+      dimensions  = { QueueName = local.feedback_queue_name }
+      statistic   = "Maximum"
+      threshold   = var.feedback_queue_age_alarm_threshold_seconds
+    }
+    notifier_errors = {
+      name        = "${var.name}-notifier-errors"
+      description = "kubetempura ${var.name}: the notifier function ${local.notifier_function_name} failed (crash, timeout or runtime error). See its log group /aws/lambda/${local.notifier_function_name}."
+      namespace   = "AWS/Lambda"
+      metric      = "Errors"
+      dimensions  = { FunctionName = local.notifier_function_name }
+      statistic   = "Sum"
+      threshold   = 0
+    }
+    notifier_throttles = {
+      name        = "${var.name}-notifier-throttles"
+      description = "kubetempura ${var.name}: invocations of the notifier ${local.notifier_function_name} were throttled; its events wait and count receives towards the dead-letter queue. Check notifier_reserved_concurrency against notifier_maximum_concurrency and the account's concurrency."
+      namespace   = "AWS/Lambda"
+      metric      = "Throttles"
+      dimensions  = { FunctionName = local.notifier_function_name }
+      statistic   = "Sum"
+      threshold   = 0
+    }
+  }
+}
+
+resource "aws_cloudwatch_metric_alarm" "feedback" {
+  for_each = var.create_alarms && var.feedback_enabled ? local.feedback_alarms : {}
+
+  alarm_name        = each.value.name
+  alarm_description = each.value.description
+
+  namespace           = each.value.namespace
+  metric_name         = each.value.metric
+  dimensions          = each.value.dimensions
+  statistic           = each.value.statistic
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+
+  tags = local.tags
+
+  # The alarms name the queues and the function by name; created after them.
+  depends_on = [aws_sqs_queue.feedback, aws_sqs_queue.feedback_dlq, aws_lambda_function.notifier]
+}

@@ -6,7 +6,9 @@
 #             customer managed key), and reading the dead-letter queue's attributes (its
 #             message retention, checked at start against the tombstone retention). It never
 #             receives from, deletes from or redrives the dead-letter queue: redriving is an
-#             operator's action.
+#             operator's action. With feedback_enabled, also sqs:SendMessage on the feedback
+#             queue (and kms:GenerateDataKey via SQS with a customer managed key).
+#   notifier: in notifier.tf.
 # Every resource is named by ARN; the only wildcard is the log-stream part of the function's
 # own log group ARN.
 
@@ -117,11 +119,39 @@ data "aws_iam_policy_document" "applier" {
     resources = [aws_sqs_queue.dlq.arn]
   }
 
+  # PR feedback (feedback.tf): the applier only sends environment states to the feedback
+  # queue; the notifier function consumes it.
+  dynamic "statement" {
+    for_each = var.feedback_enabled ? [aws_sqs_queue.feedback[0].arn] : []
+    content {
+      sid       = "SendFeedback"
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value]
+    }
+  }
+
   dynamic "statement" {
     for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
     content {
       sid       = "DecryptEventsViaSqs"
       actions   = ["kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["sqs.${local.region}.${local.dns_suffix}"]
+      }
+    }
+  }
+
+  # With feedback and a customer managed key: the data key a producer needs to send to a queue
+  # under that key (kms:Decrypt above covers the rest).
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : (var.feedback_enabled ? [var.kms_key_arn] : [])
+    content {
+      sid       = "EncryptFeedbackViaSqs"
+      actions   = ["kms:GenerateDataKey"]
       resources = [statement.value]
 
       condition {

@@ -60,6 +60,39 @@ locals {
   applier_oidc_subject = coalesce(var.applier_oidc_subject, local.applier_k8s_subject)
   create_applier_role  = local.applier_irsa_enabled || local.applier_pod_identity_enabled || local.applier_oidc_enabled
 
+  # PR feedback (feedback.tf, notifier.tf). Every resource of it has count or for_each gated by
+  # var.feedback_enabled; these locals are null when it is off.
+  feedback_queue_base_name = coalesce(var.feedback_queue_name, "${var.name}-feedback")
+  feedback_queue_name      = "${local.feedback_queue_base_name}.fifo"
+  feedback_dlq_name        = "${local.feedback_queue_base_name}-dlq.fifo"
+  # AWS: a Lambda event source queue's visibility timeout should be at least six times the
+  # function's timeout, so Lambda can retry a throttled batch before the messages reappear.
+  feedback_visibility_timeout_seconds = coalesce(var.feedback_visibility_timeout_seconds, 6 * var.notifier_timeout)
+
+  notifier_function_name = "${var.name}-notifier"
+  notifier_zip_path      = coalesce(var.notifier_zip_path, "${path.module}/../target/lambda/notifier/bootstrap.zip")
+
+  # The GitHub App's credentials: an empty secret created here (its value is put by hand, never
+  # by Terraform), or an existing one given by ARN.
+  create_github_app_secret = var.feedback_enabled && var.github_app_secret_arn == null
+  github_app_secret_arn = !var.feedback_enabled ? null : (
+    local.create_github_app_secret ? aws_secretsmanager_secret.github_app[0].arn : var.github_app_secret_arn
+  )
+  github_app_secret_kms_key_arn = !var.feedback_enabled ? null : (
+    local.create_github_app_secret ? var.kms_key_arn : var.github_app_secret_kms_key_arn
+  )
+
+  # The notifier's environment. These names are read by functions/notifier/src/config.rs
+  # (its ENV_* constants); tests/test_structure.py fails if either side renames one. The log
+  # format is not here: logging_config (JSON) makes Lambda set AWS_LAMBDA_LOG_FORMAT and
+  # AWS_LAMBDA_LOG_LEVEL itself, as for the webhook.
+  notifier_environment = {
+    GITHUB_APP_SECRET_ARN = local.github_app_secret_arn
+    FEEDBACK_QUEUE_URL    = var.feedback_enabled ? aws_sqs_queue.feedback[0].url : null
+    GITHUB_API_URL        = var.github_api_url
+    RUST_LOG              = var.notifier_rust_log
+  }
+
   # Alarm notifications: none when no topic is given (the alarms still exist and show state).
   alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
 }

@@ -80,3 +80,51 @@ output "applier_secret_access_key" {
   value       = var.create_applier_user ? aws_iam_access_key.applier[0].secret : null
   sensitive   = true
 }
+
+# ---------------------------------------------------------------------------------------------
+# PR feedback (null with feedback_enabled = false)
+
+output "feedback_queue_url" {
+  description = "URL of the SQS FIFO feedback queue the applier sends environment states to (its --feedback-queue-url), or null with feedback_enabled = false."
+  value       = var.feedback_enabled ? aws_sqs_queue.feedback[0].url : null
+}
+
+output "feedback_queue_arn" {
+  description = "ARN of the SQS FIFO feedback queue, or null with feedback_enabled = false."
+  value       = var.feedback_enabled ? aws_sqs_queue.feedback[0].arn : null
+}
+
+output "feedback_dlq_url" {
+  description = "URL of the feedback queue's FIFO dead-letter queue (inspect and redrive states the notifier gave up on), or null with feedback_enabled = false."
+  value       = var.feedback_enabled ? aws_sqs_queue.feedback_dlq[0].url : null
+}
+
+output "feedback_dlq_arn" {
+  description = "ARN of the feedback queue's FIFO dead-letter queue, or null with feedback_enabled = false."
+  value       = var.feedback_enabled ? aws_sqs_queue.feedback_dlq[0].arn : null
+}
+
+output "notifier_function_name" {
+  description = "Name of the notifier Lambda function, or null with feedback_enabled = false."
+  value       = var.feedback_enabled ? aws_lambda_function.notifier[0].function_name : null
+}
+
+output "notifier_function_arn" {
+  description = "ARN of the notifier Lambda function, or null with feedback_enabled = false."
+  value       = var.feedback_enabled ? aws_lambda_function.notifier[0].arn : null
+}
+
+output "notifier_log_group_name" {
+  description = "CloudWatch log group of the notifier function, or null with feedback_enabled = false."
+  value       = var.feedback_enabled ? aws_cloudwatch_log_group.notifier[0].name : null
+}
+
+output "github_app_secret_arn" {
+  description = "ARN of the Secrets Manager secret for the GitHub App's credentials (the notifier's GITHUB_APP_SECRET_ARN): put {\"appId\": ..., \"privateKey\": ...} into it with `aws secretsmanager put-secret-value --secret-id <this>`. Null with feedback_enabled = false."
+  value       = var.feedback_enabled ? local.github_app_secret_arn : null
+}
+
+output "applier_feedback_run_flag" {
+  description = "The argument to add to the applier's `kubetempura run` so it sends environment states to the feedback queue: `--feedback-queue-url=<feedback_queue_url>`. Null with feedback_enabled = false (run without it)."
+  value       = var.feedback_enabled ? "--feedback-queue-url=${aws_sqs_queue.feedback[0].url}" : null
+}

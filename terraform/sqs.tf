@@ -79,12 +79,19 @@ resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
   })
 }
 
-# Refuse any request to either queue that is not made over TLS.
+# Refuse any request to any of the module's queues that is not made over TLS (the feedback
+# queues of feedback.tf too, when feedback_enabled).
 data "aws_iam_policy_document" "queue_tls_only" {
-  for_each = {
-    events = aws_sqs_queue.events.arn
-    dlq    = aws_sqs_queue.dlq.arn
-  }
+  for_each = merge(
+    {
+      events = aws_sqs_queue.events.arn
+      dlq    = aws_sqs_queue.dlq.arn
+    },
+    var.feedback_enabled ? {
+      feedback     = aws_sqs_queue.feedback[0].arn
+      feedback_dlq = aws_sqs_queue.feedback_dlq[0].arn
+    } : {},
+  )
 
   statement {
     sid       = "DenyInsecureTransport"

@@ -431,7 +431,7 @@ variable "iam_permissions_boundary_arn" {
 # Alarms
 
 variable "create_alarms" {
-  description = "Create the CloudWatch alarms (dead-letter queue not empty, function errors, 5xx responses, oldest queued event too old). They are created even without alarm_sns_topic_arn, so their state shows in the console and can be wired later."
+  description = "Create the CloudWatch alarms (dead-letter queue not empty, function errors, 5xx responses, oldest queued event too old; with feedback_enabled, the same for the feedback queues and the notifier, plus its throttles). They are created even without alarm_sns_topic_arn, so their state shows in the console and can be wired later."
   type        = bool
   default     = true
 }
@@ -455,5 +455,170 @@ variable "queue_age_alarm_threshold_seconds" {
   validation {
     condition     = var.queue_age_alarm_threshold_seconds >= 60 && var.queue_age_alarm_threshold_seconds <= 1209600
     error_message = "queue_age_alarm_threshold_seconds must be from 60 to 1209600."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# PR feedback: the outbound (feedback) queue, the notifier function and the GitHub App secret
+# (feedback.tf, notifier.tf). The applier sends an environment's state to the feedback queue;
+# the notifier shows it on the pull request as a GitHub App.
+
+variable "feedback_enabled" {
+  description = "Create the PR feedback path: the feedback FIFO queue and its dead-letter queue, the notifier function and its event source mapping, the GitHub App secret, their alarms, and the applier's sqs:SendMessage on the feedback queue. False creates none of them and the feedback outputs are null; the applier then runs without --feedback-queue-url."
+  type        = bool
+  default     = true
+}
+
+variable "feedback_queue_name" {
+  description = "Base name of the feedback queue, WITHOUT the `.fifo` suffix: the module appends `.fifo` and `-dlq.fifo`. Null means `<name>-feedback`. At most 71 characters so that `<feedback_queue_name>-dlq.fifo` fits SQS's 80."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.feedback_queue_name == null || can(regex("^[A-Za-z0-9_-]{1,71}$", var.feedback_queue_name))
+    error_message = "feedback_queue_name must be 1-71 characters of letters, digits, '-' or '_' and must not end in '.fifo' (the module adds it)."
+  }
+}
+
+variable "feedback_visibility_timeout_seconds" {
+  description = "Visibility timeout of the feedback queue in seconds. Null means 6 x notifier_timeout, AWS's guidance for a queue that is a Lambda event source (time for Lambda to retry a throttled batch). A value must be at least 6 x notifier_timeout (checked at plan) and at most 43200. The notifier also sets a message's visibility itself (ChangeMessageVisibility) to wait out a GitHub rate limit."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.feedback_visibility_timeout_seconds == null || (try(var.feedback_visibility_timeout_seconds >= 6, false) && try(var.feedback_visibility_timeout_seconds <= 43200, false) && try(floor(var.feedback_visibility_timeout_seconds) == var.feedback_visibility_timeout_seconds, false))
+    error_message = "feedback_visibility_timeout_seconds must be null or a whole number from 6 to 43200."
+  }
+}
+
+variable "feedback_max_receive_count" {
+  description = "Receives of one feedback message before SQS moves it to the feedback dead-letter queue. Each failed notifier attempt (GitHub unreachable, the App not installed, a bad key) counts one; at the default 6 x 30 s visibility, 10 receives ride out about half an hour of GitHub trouble. SQS allows 1-1000."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.feedback_max_receive_count >= 1 && var.feedback_max_receive_count <= 1000 && floor(var.feedback_max_receive_count) == var.feedback_max_receive_count
+    error_message = "feedback_max_receive_count must be a whole number from 1 to 1000."
+  }
+}
+
+variable "notifier_zip_path" {
+  description = "Path of the notifier function's deployment package. Null means `<module>/../target/lambda/notifier/bootstrap.zip`, where `make lambda FUNCTION=notifier` (cargo lambda) writes it from the repository root. Built for lambda_architecture, like the webhook. The file must exist at plan time when feedback_enabled is true."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.notifier_zip_path == null || can(regex("\\.zip$", var.notifier_zip_path))
+    error_message = "notifier_zip_path must name a .zip file."
+  }
+}
+
+variable "notifier_memory_size" {
+  description = "Memory of the notifier function in MB (128-10240; CPU scales with it). It signs one JWT per cold start and makes a few HTTPS calls per event: 128 MB is enough."
+  type        = number
+  default     = 128
+
+  validation {
+    condition     = var.notifier_memory_size >= 128 && var.notifier_memory_size <= 10240 && floor(var.notifier_memory_size) == var.notifier_memory_size
+    error_message = "notifier_memory_size must be a whole number of MB from 128 to 10240."
+  }
+}
+
+variable "notifier_timeout" {
+  description = "Notifier function timeout in seconds (1-900) for one batch of at most notifier_batch_size events, each a few GitHub API calls. The feedback queue's visibility timeout is at least 6 times this."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.notifier_timeout >= 1 && var.notifier_timeout <= 900 && floor(var.notifier_timeout) == var.notifier_timeout
+    error_message = "notifier_timeout must be a whole number of seconds from 1 to 900."
+  }
+}
+
+variable "notifier_reserved_concurrency" {
+  description = "Reserved concurrent executions of the notifier. Null (the default) leaves it unreserved: notifier_maximum_concurrency already caps how many batches run at once, without the throttling (and receives counted towards the dead-letter queue) that a reserved ceiling below the event source's concurrency causes. When both are set, notifier_maximum_concurrency must not exceed it (checked at plan)."
+  type        = number
+  default     = null
+
+  validation {
+    condition     = var.notifier_reserved_concurrency == null || (try(var.notifier_reserved_concurrency >= 1, false) && try(floor(var.notifier_reserved_concurrency) == var.notifier_reserved_concurrency, false))
+    error_message = "notifier_reserved_concurrency must be null or a whole number >= 1 (0 would disable the function)."
+  }
+}
+
+variable "notifier_batch_size" {
+  description = "Feedback events per notifier invocation (the event source mapping's batch size). A FIFO queue allows 1-10; the notifier reports failed events one by one (ReportBatchItemFailures), so a failure does not repeat the whole batch."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.notifier_batch_size >= 1 && var.notifier_batch_size <= 10 && floor(var.notifier_batch_size) == var.notifier_batch_size
+    error_message = "notifier_batch_size must be a whole number from 1 to 10 (the FIFO maximum)."
+  }
+}
+
+variable "notifier_maximum_concurrency" {
+  description = "Most notifier invocations the event source mapping runs at once (its scaling_config, 2-1000); this bounds the GitHub API calls in flight (an installation's rate limit is shared by all its calls). Null removes the cap: Lambda then scales with the number of pull requests (message groups) that have events."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.notifier_maximum_concurrency == null || (try(var.notifier_maximum_concurrency >= 2, false) && try(var.notifier_maximum_concurrency <= 1000, false) && try(floor(var.notifier_maximum_concurrency) == var.notifier_maximum_concurrency, false))
+    error_message = "notifier_maximum_concurrency must be null or a whole number from 2 to 1000."
+  }
+}
+
+variable "notifier_rust_log" {
+  description = "RUST_LOG of the notifier: tracing's EnvFilter directives (for example `info` or `info,kubetempura_notifier=debug`). Lambda's application_log_level (log_level) filters the JSON logs as well."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = can(regex("^[A-Za-z0-9_:=,.\\[\\]{}-]{1,256}$", var.notifier_rust_log))
+    error_message = "notifier_rust_log must be 1-256 characters of EnvFilter directives (letters, digits and _ : = , . [ ] { } -)."
+  }
+}
+
+variable "github_api_url" {
+  description = "Base URL of the GitHub REST API the notifier calls, without a trailing slash: `https://api.github.com` for github.com, `https://HOST/api/v3` for GitHub Enterprise Server."
+  type        = string
+  default     = "https://api.github.com"
+
+  validation {
+    condition     = can(regex("^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\\s?#]*[^\\s/?#])?$", var.github_api_url))
+    error_message = "github_api_url must be an https:// URL without a trailing slash, query or fragment (https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server)."
+  }
+}
+
+variable "github_app_secret_arn" {
+  description = "ARN of an existing Secrets Manager secret holding the GitHub App's credentials as JSON `{\"appId\": \"...\", \"privateKey\": \"-----BEGIN RSA PRIVATE KEY-----...\"}`. Null makes the module create an empty secret whose value you put yourself (README, \"Creating the GitHub App\"); Terraform never holds the key."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_app_secret_arn == null || can(regex("^arn:aws[a-zA-Z-]*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:[A-Za-z0-9/_+=.@-]+$", var.github_app_secret_arn))
+    error_message = "github_app_secret_arn must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>-<suffix>)."
+  }
+}
+
+variable "github_app_secret_kms_key_arn" {
+  description = "With github_app_secret_arn: the customer managed KMS key that encrypts that existing secret, so the notifier may kms:Decrypt through Secrets Manager. Null when it uses the AWS managed key. (A secret created here uses kms_key_arn.)"
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.github_app_secret_kms_key_arn == null || can(regex("^arn:aws[a-zA-Z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$", var.github_app_secret_kms_key_arn))
+    error_message = "github_app_secret_kms_key_arn must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)."
+  }
+}
+
+variable "feedback_queue_age_alarm_threshold_seconds" {
+  description = "Alarm when the oldest event in the feedback queue is older than this many seconds: the notifier is failing, throttled or disabled, and pull requests show stale states (60-1209600)."
+  type        = number
+  default     = 900
+
+  validation {
+    condition     = var.feedback_queue_age_alarm_threshold_seconds >= 60 && var.feedback_queue_age_alarm_threshold_seconds <= 1209600
+    error_message = "feedback_queue_age_alarm_threshold_seconds must be from 60 to 1209600."
   }
 }
