@@ -84,13 +84,15 @@ crds: ## Regenerate infra/crds/crds.yaml from the Rust types
 	$(CARGO) run --quiet -p kubetempura-applier -- crd > infra/crds/crds.yaml
 
 # ---------------------------------------------------------------------------------------------
-# The deployable Lambda zip (target/lambda/webhook/bootstrap.zip).
+# The deployable Lambda zips: target/lambda/$(FUNCTION)/bootstrap.zip, where terraform/ looks
+# for them (FUNCTION=webhook, the default, or notifier).
 
 ARCH ?= arm64
+FUNCTION ?= webhook
 .PHONY: lambda
-lambda: $(VENV)/.installed ## Build the webhook function's bootstrap.zip (ARCH=arm64|x86_64)
-	cargo-lambda lambda build --release --$(subst x86_64,x86-64,$(ARCH)) --output-format zip -p kubetempura-webhook
-	@ls -l $(TARGET_DIR)/lambda/webhook/bootstrap.zip
+lambda: $(VENV)/.installed ## Build a function's bootstrap.zip (FUNCTION=webhook|notifier, ARCH=arm64|x86_64)
+	cargo-lambda lambda build --release --$(subst x86_64,x86-64,$(ARCH)) --output-format zip -p kubetempura-$(FUNCTION)
+	@ls -l $(TARGET_DIR)/lambda/$(FUNCTION)/bootstrap.zip
 
 # ---------------------------------------------------------------------------------------------
 # Demo.

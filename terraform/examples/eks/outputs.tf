@@ -35,3 +35,18 @@ output "aws_region" {
   description = "AWS_REGION of the applier's pod."
   value       = module.kubetempura.applier_region
 }
+
+output "feedback_queue_url" {
+  description = "Feedback queue the applier sends environment states to (null with feedback_enabled = false)."
+  value       = module.kubetempura.feedback_queue_url
+}
+
+output "applier_feedback_run_flag" {
+  description = "Argument to add to the applier's `kubetempura run` (--feedback-queue-url=...)."
+  value       = module.kubetempura.applier_feedback_run_flag
+}
+
+output "github_app_secret_arn" {
+  description = "Secret to put the GitHub App's {\"appId\", \"privateKey\"} into (README, \"Creating the GitHub App\")."
+  value       = module.kubetempura.github_app_secret_arn
+}

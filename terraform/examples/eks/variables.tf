@@ -32,3 +32,9 @@ variable "alarm_sns_topic_arn" {
   type        = string
   default     = null
 }
+
+variable "github_api_url" {
+  description = "GitHub REST API the notifier calls: https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server."
+  type        = string
+  default     = "https://api.github.com"
+}

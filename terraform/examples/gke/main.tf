@@ -11,7 +11,8 @@
 #     example at /var/run/secrets/aws/token;
 #   - AWS_ROLE_ARN = the `applier_role_arn` output, AWS_WEB_IDENTITY_TOKEN_FILE = that path,
 #     AWS_REGION = the `aws_region` output;
-#   - the queue URL (`queue_url` output) in the applier's own setting.
+#   - the queue URL (`queue_url` output) in the applier's own setting, and the
+#     `applier_feedback_run_flag` output among its `kubetempura run` arguments.
 
 module "kubetempura" {
   source = "../.."
@@ -24,6 +25,11 @@ module "kubetempura" {
   applier_service_account = var.applier_service_account
 
   alarm_sns_topic_arn = var.alarm_sns_topic_arn
+
+  # PR feedback (on by default): the notifier shows each environment's state on its pull
+  # request as a GitHub App. Build target/lambda/notifier/bootstrap.zip first
+  # (`make lambda FUNCTION=notifier`), or set feedback_enabled = false.
+  github_api_url = var.github_api_url
 
   tags = {
     cluster = "gke/${var.gcp_project}/${var.gke_location}/${var.gke_cluster}"

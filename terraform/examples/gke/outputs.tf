@@ -33,3 +33,18 @@ output "applier_oidc_provider_arn" {
   description = "The IAM OIDC provider registered for the GKE cluster's issuer."
   value       = module.kubetempura.applier_oidc_provider_arn
 }
+
+output "feedback_queue_url" {
+  description = "Feedback queue the applier sends environment states to (null with feedback_enabled = false)."
+  value       = module.kubetempura.feedback_queue_url
+}
+
+output "applier_feedback_run_flag" {
+  description = "Argument to add to the applier's `kubetempura run` (--feedback-queue-url=...)."
+  value       = module.kubetempura.applier_feedback_run_flag
+}
+
+output "github_app_secret_arn" {
+  description = "Secret to put the GitHub App's {\"appId\", \"privateKey\"} into (README, \"Creating the GitHub App\")."
+  value       = module.kubetempura.github_app_secret_arn
+}
