@@ -88,7 +88,7 @@ variable "high_throughput_fifo" {
 }
 
 variable "kms_key_arn" {
-  description = "ARN of a customer managed KMS key to encrypt the queues (and the generated webhook secret) with. Null uses SSE-SQS (SQS-managed keys) and the AWS managed key of Secrets Manager. When set, the function and the applier are granted only the KMS actions SQS needs, only through SQS (`kms:ViaService`); the key policy must allow this account's IAM policies to grant it."
+  description = "ARN of a customer managed KMS key to encrypt the queues (and the secrets the module creates: the generated webhook secret, the GitHub App secret) with. Null uses SSE-SQS (SQS-managed keys) and the AWS managed key of Secrets Manager. When set, the functions and the applier are granted only the KMS actions SQS needs, only through SQS (`kms:ViaService`); the key policy must allow this account's IAM policies to grant it."
   type        = string
   default     = null
 
@@ -514,7 +514,7 @@ variable "notifier_zip_path" {
 }
 
 variable "notifier_memory_size" {
-  description = "Memory of the notifier function in MB (128-10240; CPU scales with it). It signs one JWT per cold start and makes a few HTTPS calls per event: 128 MB is enough."
+  description = "Memory of the notifier function in MB (128-10240; CPU scales with it). It signs a short-lived JWT for GitHub and makes a few HTTPS calls per event: 128 MB is enough."
   type        = number
   default     = 128
 
