@@ -104,6 +104,14 @@ def _has_block_markers(value) -> bool:
     return False
 
 
+def hcl2_file(path: Path) -> dict:
+    """One .tf file, normalised like load_tf."""
+    with path.open() as handle:
+        raw = hcl2.load(handle)
+    doc = _body({**raw, "__is_block__": True}) if _has_block_markers(raw) else _strip_meta(raw)
+    return {key: list(value) for key, value in doc.items()}
+
+
 @lru_cache(maxsize=None)
 def load_tf(directory: Path) -> dict:
     """All .tf files of a directory merged: {'resource': [...], 'variable': [...], ...}."""
@@ -111,20 +119,9 @@ def load_tf(directory: Path) -> dict:
     files = sorted(directory.glob("*.tf"))
     assert files, f"no .tf files in {directory}"
     for path in files:
-        with path.open() as handle:
-            raw = hcl2.load(handle)
-        doc = _body({**raw, "__is_block__": True}) if _has_block_markers(raw) else _strip_meta(raw)
-        for key, value in doc.items():
+        for key, value in hcl2_file(path).items():
             merged.setdefault(key, []).extend(value)
     return merged
-
-
-def hcl2_file(path: Path) -> dict:
-    """One .tf file, normalised like load_tf."""
-    with path.open() as handle:
-        raw = hcl2.load(handle)
-    doc = _body({**raw, "__is_block__": True}) if _has_block_markers(raw) else _strip_meta(raw)
-    return {key: list(value) for key, value in doc.items()}
 
 
 def attr(body: dict, name: str, default=None):
@@ -765,7 +762,7 @@ def test_parser_of_notifier_env_constants_reads_each_constant():
 
 @pytest.mark.parametrize("file", FEEDBACK_FILES)
 def test_every_feedback_resource_exists_only_with_feedback_enabled(file):
-    doc = load_tf(TF_DIR) and hcl2_file(TF_DIR / file)
+    doc = hcl2_file(TF_DIR / file)
     found = 0
     for kind in ("resource", "data"):
         for (rtype, name), body in typed(doc, kind).items():
