@@ -16,7 +16,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use kubetempura_common::crd::{PR, ReviewApp};
 use kubetempura_common::naming::RepoKey;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::tenancy::Tenancy;
 
@@ -63,9 +63,15 @@ pub struct AppChanged {
 pub struct Caches {
     index: Arc<RwLock<Index>>,
     prs: Store<PR>,
+    /// Every `PR` object the watch shows changed (namespace, name).
+    pr_changes: broadcast::Sender<(String, String)>,
     apps_synced: Arc<AtomicBool>,
     tenancy: Arc<Tenancy>,
 }
+
+/// How many `PR` changes a slow subscriber may fall behind before it is told it lagged (it then
+/// looks at every environment again).
+const PR_CHANGES_CAPACITY: usize = 4096;
 
 impl Caches {
     /// Starts the watches. `changes` receives every ReviewApp whose spec generation changed after
@@ -85,6 +91,8 @@ impl Caches {
         let index = Arc::new(RwLock::new(Index::default()));
         let apps_synced = Arc::new(AtomicBool::new(false));
         let (prs, writer) = reflector::store();
+        let (pr_changes, _) = broadcast::channel(PR_CHANGES_CAPACITY);
+        let changed = pr_changes.clone();
         tokio::spawn(
             watcher(prs_api, watcher::Config::default())
                 .default_backoff()
@@ -92,10 +100,21 @@ impl Caches {
                 // environment small.
                 .modify(|pr: &mut PR| pr.managed_fields_mut().clear())
                 .reflect(writer)
-                .for_each(|r| async move {
-                    if let Err(e) = r {
-                        tracing::warn!(error = %e, "PR watch error; retrying");
+                .for_each(move |r| {
+                    match r {
+                        Err(e) => tracing::warn!(error = %e, "PR watch error; retrying"),
+                        Ok(
+                            watcher::Event::Apply(pr)
+                            | watcher::Event::InitApply(pr)
+                            | watcher::Event::Delete(pr),
+                        ) => {
+                            // No subscriber is not an error.
+                            let _ =
+                                changed.send((pr.namespace().unwrap_or_default(), pr.name_any()));
+                        }
+                        Ok(_) => {}
                     }
+                    futures::future::ready(())
                 }),
         );
         let idx = index.clone();
@@ -163,6 +182,7 @@ impl Caches {
         Self {
             index,
             prs,
+            pr_changes,
             apps_synced,
             tenancy: Arc::default(),
         }
@@ -259,6 +279,11 @@ impl Caches {
     /// The cached `PR` object, if any.
     pub fn pr(&self, namespace: &str, name: &str) -> Option<Arc<PR>> {
         self.prs.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// The `PR` objects the watch shows changed from now on.
+    pub fn subscribe_prs(&self) -> broadcast::Receiver<(String, String)> {
+        self.pr_changes.subscribe()
     }
 
     /// Every cached `PR` object.

@@ -6,11 +6,13 @@
 pub mod cache;
 pub mod cli;
 pub mod consumer;
+pub mod feedback;
 pub mod kube_client;
 pub mod kubeapi;
 pub mod metrics;
 pub mod reconcile;
 pub mod render_cmd;
+pub mod rollout;
 pub mod run;
 pub mod send_event;
 pub mod tenancy;

@@ -13,8 +13,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::{AppChanged, Caches};
 use crate::consumer::{Consumer, ConsumerConfig};
+use crate::feedback::FeedbackSender;
 use crate::metrics::Metrics;
 use crate::reconcile::{Ctx, Trigger, event_from_pr, is_finished_tombstone, reconcile};
+use crate::rollout::{Worker, Workloads};
 use crate::tenancy::{DEFAULT_DENIED_NAMESPACES, IN_CLUSTER_NAMESPACE_FILE, Tenancy};
 
 /// Arguments of `kubetempura run`. Every flag has an environment fallback.
@@ -23,6 +25,15 @@ pub struct RunArgs {
     /// URL of the SQS FIFO queue the webhook function writes to.
     #[arg(long, env = "QUEUE_URL")]
     pub queue_url: String,
+    /// URL of the SQS FIFO queue environment states go to (deploying, ready, failed, closed,
+    /// skipped), for the notifier to show on the pull request. Needs only sqs:SendMessage on
+    /// it. Absent: nothing is sent.
+    #[arg(long, env = "FEEDBACK_QUEUE_URL", value_name = "URL")]
+    pub feedback_queue_url: Option<String>,
+    /// This cluster's name in feedback: one pull request's environments in several clusters
+    /// become separate GitHub deployments (`<cluster>/<environment>`) and comment rows.
+    #[arg(long, env = "KUBETEMPURA_CLUSTER_NAME", value_name = "NAME", value_parser = cluster_name)]
+    pub cluster_name: Option<String>,
     /// Pull requests processed at once (messages of one pull request are always sequential).
     #[arg(long, env = "KUBETEMPURA_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
@@ -109,6 +120,17 @@ pub struct RunArgs {
     pub applier_service_account: String,
 }
 
+/// A cluster name: a DNS label, as it becomes part of GitHub deployment environment names.
+fn cluster_name(s: &str) -> Result<String, String> {
+    if kubetempura_common::naming::is_dns_label(s) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a DNS label (lowercase letters, digits and '-', at most 63)"
+        ))
+    }
+}
+
 /// The longest message retention SQS allows (14 days), in seconds.
 pub const MAX_SQS_RETENTION_SECONDS: u64 = 14 * 24 * 3600;
 
@@ -134,8 +156,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     let (changes_tx, changes_rx) = mpsc::unbounded_channel();
     let tenancy = tenancy(&args);
+    let (workload_tx, workload_rx) = mpsc::unbounded_channel();
+    let workloads = Workloads::start(&clients.watches, args.namespace.as_deref(), workload_tx);
     let caches =
         Caches::start(clients.watches, args.namespace.as_deref(), changes_tx).with_tenancy(tenancy);
+    let pr_changes = caches.subscribe_prs();
     let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned())
         .with_applier_service_account(&args.applier_service_account);
     let ctx = Arc::new(Ctx::new(
@@ -145,6 +170,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.field_manager.clone(),
         metrics.clone(),
     ));
+    let feedback = args.feedback_queue_url.as_ref().map(|url| {
+        tracing::info!(queue = %url, cluster = ?args.cluster_name, "sending environment states to the feedback queue");
+        FeedbackSender::new(sqs.clone(), url.clone(), args.cluster_name.clone())
+    });
     let consumer = Arc::new(Consumer::new(
         sqs,
         ConsumerConfig {
@@ -166,6 +195,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         () = shutdown.cancelled() => return Ok(()),
     }
     metrics.caches_synced.store(true, Ordering::SeqCst);
+    // Started once the caches are synced: kube's Store readiness is awaited by one task at a
+    // time here (a second concurrent waiter was seen never to wake).
+    let rollouts = tokio::spawn(Worker::new(ctx.clone(), workloads, feedback).run(
+        pr_changes,
+        workload_rx,
+        shutdown.clone(),
+    ));
     match consumer.probe().await {
         Ok(()) => metrics.queue_ok.store(true, Ordering::SeqCst),
         Err(e) => {
@@ -188,6 +224,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         .await;
     shutdown.cancel();
     let _ = maintenance.await;
+    let _ = rollouts.await;
     let _ = server.await;
     tracing::info!("stopped");
     Ok(())

@@ -49,6 +49,67 @@ pub struct ReviewAppSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub environment_url: Option<String>,
+    /// How long the environment's workloads (Deployments, StatefulSets, DaemonSets) may take to
+    /// roll out after an apply before the environment counts as failed, as a duration such as
+    /// `10m`, `90s` or `1h30m`. Absent: 10 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_schema")]
+    pub readiness_timeout: Option<String>,
+}
+
+/// The readiness timeout when a ReviewApp names none.
+pub const DEFAULT_READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+impl ReviewAppSpec {
+    /// The readiness timeout (a value the schema's pattern let through but that overflows falls
+    /// back to the default).
+    pub fn readiness_timeout(&self) -> std::time::Duration {
+        self.readiness_timeout
+            .as_deref()
+            .and_then(parse_duration)
+            .unwrap_or(DEFAULT_READINESS_TIMEOUT)
+    }
+}
+
+/// Parses a duration in Go's (and Kubernetes') notation restricted to whole units: `90s`, `10m`,
+/// `1h30m`, `250ms`. `None` for anything else.
+pub fn parse_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = std::time::Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = if rest.starts_with("ms") {
+            (std::time::Duration::from_millis(1), 2)
+        } else if rest.starts_with('s') {
+            (std::time::Duration::from_secs(1), 1)
+        } else if rest.starts_with('m') {
+            (std::time::Duration::from_secs(60), 1)
+        } else if rest.starts_with('h') {
+            (std::time::Duration::from_secs(3600), 1)
+        } else {
+            return None;
+        };
+        rest = &rest[len..];
+        total = total.checked_add(unit.checked_mul(u32::try_from(n).ok()?)?)?;
+    }
+    Some(total)
+}
+
+/// A duration string the API server checks before the applier sees it.
+fn duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "pattern": "^([0-9]+(ms|s|m|h))+$",
+        "maxLength": 32
+    })
 }
 
 /// Filters deciding which pull requests get an environment. Every field is optional and the
@@ -110,6 +171,7 @@ pub struct ReviewAppStatus {
     printcolumn = r#"{"name":"Branch","type":"string","jsonPath":".spec.headBranch"}"#,
     printcolumn = r#"{"name":"Commit","type":"string","jsonPath":".status.commitShort"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Rollout","type":"string","jsonPath":".status.conditions[?(@.type==\"RolledOut\")].reason"}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.environmentURL","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -199,6 +261,58 @@ pub struct PRStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub environment_url: Option<String>,
+    /// The rollout of the applied commit: whether its workloads are ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
+    /// The last environment state sent to the feedback queue (`kubetempura run
+    /// --feedback-queue-url`), so each change is sent once, after restarts too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<FeedbackRecord>,
+}
+
+/// Where the rollout of an applied commit stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RolloutState {
+    /// Workloads are rolling out.
+    Progressing,
+    /// Every workload rolled out (or the environment has none).
+    Complete,
+    /// The workloads did not roll out within the ReviewApp's readiness timeout.
+    TimedOut,
+}
+
+/// The rollout of the applied commit and ReviewApp generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rollout {
+    /// The commit being rolled out.
+    pub commit: String,
+    /// The ReviewApp generation rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    pub state: RolloutState,
+    /// What is being waited for, or what rolled out.
+    #[serde(default)]
+    pub message: String,
+    /// RFC 3339 time of the apply that started the rollout.
+    pub started_at: String,
+    /// RFC 3339 time it completed or timed out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+}
+
+/// An environment state sent to the feedback queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FeedbackRecord {
+    /// `deploying`, `ready`, `failed`, `closed` or `skipped`.
+    pub state: String,
+    /// The commit the state was about.
+    pub commit: String,
+    /// A digest of what was sent (state, commit, message, URL): a change of any sends again.
+    pub digest: String,
+    /// RFC 3339 time of the event sent.
+    pub time: String,
 }
 
 /// One object the applier created.
@@ -220,6 +334,16 @@ pub struct InventoryEntry {
 }
 
 impl InventoryEntry {
+    /// Whether readiness waits for this object: a Deployment, StatefulSet or DaemonSet (other
+    /// kinds count as ready once applied).
+    pub fn is_workload(&self) -> bool {
+        self.identity().0 == "apps"
+            && matches!(
+                self.kind.as_str(),
+                "Deployment" | "StatefulSet" | "DaemonSet"
+            )
+    }
+
     /// What identifies the object in the cluster: API group, kind, namespace and name. The
     /// version is only how it was addressed: `networking.istio.io/v1beta1` and `/v1` name the
     /// same VirtualService, so pruning and de-duplication compare this, never `api_version`.
@@ -354,6 +478,27 @@ mod tests {
     const COMMITTED: &str = include_str!("../../infra/crds/crds.yaml");
 
     #[test]
+    fn durations_are_read_in_go_notation_and_anything_else_is_refused() {
+        let secs = |s| parse_duration(s).map(|d| d.as_millis());
+        assert_eq!(secs("90s"), Some(90_000));
+        assert_eq!(secs("10m"), Some(600_000));
+        assert_eq!(secs("1h30m"), Some(5_400_000));
+        assert_eq!(secs("250ms"), Some(250));
+        for bad in ["", "10", "m", "1.5h", "-1m", "10 m", "1d", "99999999999h"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        let spec = |t: Option<&str>| ReviewAppSpec {
+            github_repository: "https://github.com/o/r".into(),
+            resources: Vec::new(),
+            policy: None,
+            environment_url: None,
+            readiness_timeout: t.map(str::to_owned),
+        };
+        assert_eq!(spec(None).readiness_timeout(), DEFAULT_READINESS_TIMEOUT);
+        assert_eq!(spec(Some("2m")).readiness_timeout().as_secs(), 120);
+    }
+
+    #[test]
     fn committed_crd_yaml_matches_the_types() {
         let generated = crds_yaml().unwrap();
         assert!(
@@ -441,7 +586,16 @@ mod tests {
             .collect();
         assert_eq!(
             cols,
-            ["ReviewApp", "PR", "Branch", "Commit", "Phase", "URL", "Age"]
+            [
+                "ReviewApp",
+                "PR",
+                "Branch",
+                "Commit",
+                "Phase",
+                "Rollout",
+                "URL",
+                "Age"
+            ]
         );
         // The URL is a kubetempura addition: shown by `-o wide` only, so the default
         // columns stay the original ones.

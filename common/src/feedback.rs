@@ -194,6 +194,95 @@ fn is_owner_slash_name(repository: &str) -> bool {
     matches!(repository.split_once('/'), Some((owner, name)) if part(owner) && part(name))
 }
 
+/// What an environment's `PR` record says the pull request should show: the state of the
+/// environment, derived from the record alone so that it can be recomputed after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub state: FeedbackState,
+    pub commit: String,
+    pub message: String,
+    pub environment_url: Option<String>,
+}
+
+impl Desired {
+    /// What the record of the environment (`status.feedback`) keeps of what was sent: a change
+    /// of state, commit, message or URL is sent again.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for part in [
+            self.state.as_str(),
+            &self.commit,
+            &self.message,
+            self.environment_url.as_deref().unwrap_or_default(),
+        ] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        hex::encode(&h.finalize()[..12])
+    }
+
+    /// The event to send for the environment `pr`, stamped `time`.
+    pub fn event(
+        &self,
+        pr: &crate::crd::PR,
+        cluster: Option<&str>,
+        time: DateTime<Utc>,
+    ) -> Option<FeedbackEvent> {
+        use kube::ResourceExt;
+        let (_, owner, name) = crate::naming::split_repository_url(&pr.spec.repository)?;
+        Some(FeedbackEvent {
+            version: FEEDBACK_SCHEMA_VERSION,
+            cluster: cluster.map(str::to_owned),
+            namespace: pr.namespace().unwrap_or_default(),
+            review_app: pr.spec.review_app.clone(),
+            environment: pr.name_any(),
+            repository: format!("{owner}/{name}"),
+            pr_number: pr.spec.number,
+            head_sha: self.commit.clone(),
+            state: self.state,
+            message: bounded_message(&self.message),
+            environment_url: self.environment_url.clone(),
+            log_url: None,
+            time,
+        })
+    }
+}
+
+/// The state the pull request should show for the environment recorded by `pr`; `None` while
+/// the record has no outcome yet.
+pub fn desired(pr: &crate::crd::PR) -> Option<Desired> {
+    use crate::crd::{Phase, RolloutState};
+    let status = pr.status.as_ref()?;
+    let message = status.message.clone().unwrap_or_default();
+    let head = pr.spec.head_sha.clone();
+    let (state, commit, message) = match status.phase? {
+        Phase::Applied => {
+            let rollout = status.rollout.as_ref();
+            let commit = status.applied_commit.clone().unwrap_or(head);
+            match rollout.map(|r| (r.state, r.message.clone())) {
+                Some((RolloutState::Complete, m)) => (FeedbackState::Ready, commit, m),
+                Some((RolloutState::TimedOut, m)) => (FeedbackState::Failed, commit, m),
+                Some((RolloutState::Progressing, m)) => (FeedbackState::Deploying, commit, m),
+                // Applied by a version that did not track rollouts: the objects exist.
+                None => (FeedbackState::Ready, commit, message),
+            }
+        }
+        Phase::Failed => (FeedbackState::Failed, head, message),
+        Phase::Closed => (FeedbackState::Closed, head, message),
+        Phase::Skipped => (FeedbackState::Skipped, head, message),
+    };
+    let environment_url = match state {
+        FeedbackState::Closed | FeedbackState::Skipped => None,
+        _ => status.environment_url.clone(),
+    };
+    Some(Desired {
+        state,
+        commit,
+        message,
+        environment_url,
+    })
+}
+
 /// The FIFO message group of a pull request's events.
 pub fn message_group_id(repository: &str, pr_number: u64) -> String {
     format!("{}#{pr_number}", repository.to_ascii_lowercase())
@@ -325,6 +414,111 @@ mod tests {
         assert_eq!(e.github_environment(), "web-pr12");
         e.cluster = Some("tokyo-1".into());
         assert_eq!(e.github_environment(), "tokyo-1/web-pr12");
+    }
+
+    fn pr(status: serde_json::Value) -> crate::crd::PR {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubetempura.mercari.com/v1",
+            "kind": "PR",
+            "metadata": {"name": "web-pr12", "namespace": "team-a"},
+            "spec": {
+                "reviewApp": "web", "repository": "https://github.com/Mercari/Web", "number": 12,
+                "headSha": "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "headBranch": "f",
+                "baseBranch": "main", "lastEventAt": "2026-12-01T10:00:00Z"
+            },
+            "status": status,
+        }))
+        .expect("PR")
+    }
+
+    fn rollout(state: &str, message: &str) -> serde_json::Value {
+        serde_json::json!({"commit": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "state": state,
+            "message": message, "startedAt": "2026-12-01T10:00:00Z"})
+    }
+
+    #[test]
+    fn an_applied_environment_is_deploying_ready_or_failed_by_its_rollout() {
+        let applied = |r| {
+            pr(
+                serde_json::json!({"phase": "Applied", "message": "2 object(s) applied",
+                "appliedCommit": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                "environmentURL": "https://pr12.example.com", "rollout": r}),
+            )
+        };
+        let d = desired(&applied(rollout("Progressing", "waiting"))).expect("desired");
+        assert_eq!(d.state, FeedbackState::Deploying);
+        assert_eq!(
+            d.commit, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            "the applied commit"
+        );
+        assert_eq!(d.message, "waiting");
+        let ready = desired(&applied(rollout("Complete", "1 workload(s) rolled out"))).expect("d");
+        assert_eq!(ready.state, FeedbackState::Ready);
+        assert_eq!(
+            ready.environment_url.as_deref(),
+            Some("https://pr12.example.com")
+        );
+        let late = desired(&applied(rollout("TimedOut", "0 of 1 after 10m"))).expect("d");
+        assert_eq!(late.state, FeedbackState::Failed);
+        assert_eq!(late.message, "0 of 1 after 10m");
+        assert_ne!(d.digest(), ready.digest());
+        assert_ne!(ready.digest(), late.digest());
+    }
+
+    #[test]
+    fn failures_closes_and_skips_are_about_the_recorded_head() {
+        let failed = desired(&pr(
+            serde_json::json!({"phase": "Failed", "message": "boom",
+            "appliedCommit": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}),
+        ))
+        .expect("d");
+        assert_eq!(
+            (
+                failed.state,
+                failed.commit.as_str(),
+                failed.message.as_str()
+            ),
+            (
+                FeedbackState::Failed,
+                "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+                "boom"
+            )
+        );
+        let closed = desired(&pr(
+            serde_json::json!({"phase": "Closed", "message": "merged",
+            "environmentURL": "https://pr12.example.com"}),
+        ))
+        .expect("d");
+        assert_eq!(closed.state, FeedbackState::Closed);
+        assert_eq!(
+            closed.environment_url, None,
+            "a removed environment has no URL"
+        );
+        let skipped = desired(&pr(
+            serde_json::json!({"phase": "Skipped", "message": "draft"}),
+        ));
+        assert_eq!(skipped.map(|d| d.state), Some(FeedbackState::Skipped));
+        assert_eq!(desired(&pr(serde_json::json!({}))), None, "no outcome yet");
+    }
+
+    #[test]
+    fn the_event_names_the_repository_as_owner_slash_name_and_the_environment() {
+        let record = pr(serde_json::json!({"phase": "Closed", "message": "merged"}));
+        let d = desired(&record).expect("desired");
+        let time = "2026-12-01T11:00:00Z".parse().expect("time");
+        let e = d.event(&record, Some("tokyo"), time).expect("event");
+        assert_eq!(e.repository, "Mercari/Web");
+        assert_eq!(
+            (
+                e.namespace.as_str(),
+                e.review_app.as_str(),
+                e.environment.as_str()
+            ),
+            ("team-a", "web", "web-pr12")
+        );
+        assert_eq!(e.github_environment(), "tokyo/web-pr12");
+        assert_eq!(e.time, time);
+        FeedbackEvent::from_json(&e.to_json()).expect("the event is valid");
     }
 
     #[test]

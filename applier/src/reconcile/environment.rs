@@ -21,7 +21,7 @@ use serde_json::json;
 use super::finalizer;
 use super::objects::{self, Identity};
 use super::record::{event_from_pr, event_time, is_finished_tombstone, is_open, pr_spec};
-use super::status::{StatusBuilder, update_app_status};
+use super::status::{StatusBuilder, update_app_status, write_pr_status};
 use super::{Ctx, Outcome, Trigger};
 use crate::kubeapi::Failure;
 
@@ -225,28 +225,7 @@ impl<'a> Environment<'a> {
 
     /// Server-side-applies the record's status, conditional on the record being still `pr`.
     async fn write_status(&self, pr: PR, status: PRStatus) -> Result<PR, Failure> {
-        let body = json!({
-            "apiVersion": PR::api_version(&()),
-            "kind": PR::kind(&()),
-            "metadata": {
-                "name": self.pr_name,
-                "namespace": self.ns,
-                "resourceVersion": pr.resource_version(),
-            },
-            "status": status,
-        });
-        let pr = Api::<PR>::namespaced(self.ctx.client.clone(), &self.ns)
-            .patch_status(
-                &self.pr_name,
-                &PatchParams::apply(&self.ctx.field_manager).force(),
-                &Patch::Apply(&body),
-            )
-            .await
-            .map_err(|e| {
-                Failure::from_kube(&format!("apply status of PR {}", self.pr_name), e).on_record()
-            })?;
-        self.ctx.remember(pr.clone());
-        Ok(pr)
+        write_pr_status(self.ctx, &pr, status).await
     }
 
     /// Who owns this environment's objects.

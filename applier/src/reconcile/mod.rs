@@ -36,7 +36,7 @@ use kubetempura_common::naming::RepoKey;
 pub use context::Ctx;
 use environment::Environment;
 pub use record::{event_from_pr, is_finished_tombstone};
-pub use status::refresh_app_counts;
+pub use status::{CONDITION_ROLLED_OUT, refresh_app_counts, with_rollout, write_pr_status};
 
 use crate::kubeapi::{Class, Failure};
 

@@ -4,7 +4,8 @@ use chrono::{SecondsFormat, Utc};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use kubetempura_common::crd::{
-    Condition, InventoryEntry, PRStatus, Phase, ReviewApp, ReviewAppStatus,
+    Condition, InventoryEntry, PR, PRStatus, Phase, ReviewApp, ReviewAppStatus, Rollout,
+    RolloutState,
 };
 use serde_json::json;
 
@@ -14,6 +15,9 @@ use crate::kubeapi::{self, Failure};
 pub fn now() -> String {
     Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
+
+/// The condition type mirroring [`PRStatus::rollout`].
+pub const CONDITION_ROLLED_OUT: &str = "RolledOut";
 
 /// A `metav1.Condition`-shaped condition, keeping its transition time while its status holds.
 fn condition(
@@ -62,6 +66,37 @@ impl StatusBuilder<'_> {
         )]
     }
 
+    /// The rollout after applying `inventory` for `head_sha`: the previous one when it is of
+    /// the same commit and generation, else a new one (complete at once without workloads).
+    fn rollout(&self, head_sha: &str, inventory: &[InventoryEntry]) -> Rollout {
+        if let Some(previous) = self.previous.and_then(|p| p.rollout.as_ref())
+            && previous.commit == head_sha
+            && previous.generation == self.generation
+        {
+            return previous.clone();
+        }
+        let workloads = inventory.iter().filter(|e| e.is_workload()).count();
+        let started_at = now();
+        if workloads == 0 {
+            return Rollout {
+                commit: head_sha.to_owned(),
+                generation: self.generation,
+                state: RolloutState::Complete,
+                message: "no workloads to wait for".to_owned(),
+                finished_at: Some(started_at.clone()),
+                started_at,
+            };
+        }
+        Rollout {
+            commit: head_sha.to_owned(),
+            generation: self.generation,
+            state: RolloutState::Progressing,
+            message: format!("waiting for {workloads} workload(s) to roll out"),
+            started_at,
+            finished_at: None,
+        }
+    }
+
     /// Every object applied for `head_sha`; the environment answers at `url`, if it has one.
     pub fn applied(
         &self,
@@ -70,6 +105,9 @@ impl StatusBuilder<'_> {
         message: &str,
         url: Option<String>,
     ) -> PRStatus {
+        let rollout = self.rollout(head_sha, &inventory);
+        let mut conditions = self.ready(true, "Applied", message);
+        conditions.push(rollout_condition(self.previous, &rollout, self.generation));
         PRStatus {
             phase: Some(Phase::Applied),
             commit_short: Some(kubetempura_common::render::short_sha(head_sha).to_owned()),
@@ -78,18 +116,29 @@ impl StatusBuilder<'_> {
             inventory,
             message: Some(message.to_owned()),
             closed_at: None,
-            conditions: self.ready(true, "Applied", message),
+            conditions,
             environment_url: url,
+            rollout: Some(rollout),
+            feedback: None,
         }
     }
 
     /// A permanent failure: the previous commit and generation are kept, with `inventory`, so a
     /// later success can prune what exists.
     pub fn failed(&self, reason: &str, message: &str, inventory: Vec<InventoryEntry>) -> PRStatus {
+        let mut conditions = self.ready(false, reason, message);
+        // The previous commit's workloads still run: their rollout stays visible.
+        if let Some(rollout) = self.previous.and_then(|p| p.rollout.as_ref()) {
+            conditions.push(rollout_condition(
+                self.previous,
+                rollout,
+                rollout.generation,
+            ));
+        }
         PRStatus {
             phase: Some(Phase::Failed),
             message: Some(message.to_owned()),
-            conditions: self.ready(false, reason, message),
+            conditions,
             inventory,
             ..self.kept()
         }
@@ -124,9 +173,75 @@ impl StatusBuilder<'_> {
             applied_commit: p.and_then(|s| s.applied_commit.clone()),
             commit_short: p.and_then(|s| s.commit_short.clone()),
             applied_generation: p.and_then(|s| s.applied_generation),
+            rollout: p.and_then(|s| s.rollout.clone()),
             ..PRStatus::default()
         }
     }
+}
+
+/// The `RolledOut` condition of `rollout`.
+fn rollout_condition(
+    previous: Option<&PRStatus>,
+    rollout: &Rollout,
+    generation: Option<i64>,
+) -> Condition {
+    let (status, reason) = match rollout.state {
+        RolloutState::Progressing => (false, "Progressing"),
+        RolloutState::Complete => (true, "RolledOut"),
+        RolloutState::TimedOut => (false, "RolloutTimeout"),
+    };
+    condition(
+        previous
+            .map(|p| p.conditions.as_slice())
+            .unwrap_or_default(),
+        CONDITION_ROLLED_OUT,
+        status,
+        reason,
+        &rollout.message,
+        generation,
+    )
+}
+
+/// `status` with `rollout` and its condition in place of the previous ones.
+pub fn with_rollout(status: &PRStatus, rollout: Rollout) -> PRStatus {
+    let mut next = status.clone();
+    let condition = rollout_condition(Some(status), &rollout, rollout.generation);
+    next.conditions.retain(|c| c.type_ != CONDITION_ROLLED_OUT);
+    next.conditions.push(condition);
+    next.rollout = Some(rollout);
+    next
+}
+
+/// Server-side-applies the status of `pr`, conditional on the record being still `pr` (its
+/// resourceVersion): a writer that lost a race gets a
+/// [`crate::kubeapi::Class::RecordConflict`]. The status is written whole, by one field
+/// manager; the feedback already sent is kept unless `status` says otherwise.
+pub async fn write_pr_status(ctx: &Ctx, pr: &PR, mut status: PRStatus) -> Result<PR, Failure> {
+    let name = pr.name_any();
+    let ns = pr.namespace().unwrap_or_default();
+    if status.feedback.is_none() {
+        status.feedback = pr.status.as_ref().and_then(|s| s.feedback.clone());
+    }
+    let body = json!({
+        "apiVersion": PR::api_version(&()),
+        "kind": PR::kind(&()),
+        "metadata": {
+            "name": name,
+            "namespace": ns,
+            "resourceVersion": pr.resource_version(),
+        },
+        "status": status,
+    });
+    let pr = Api::<PR>::namespaced(ctx.client.clone(), &ns)
+        .patch_status(
+            &name,
+            &PatchParams::apply(&ctx.field_manager).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map_err(|e| Failure::from_kube(&format!("apply status of PR {name}"), e).on_record())?;
+    ctx.remember(pr.clone());
+    Ok(pr)
 }
 
 /// Records the template outcome on the ReviewApp status, only when it changes. A change of the

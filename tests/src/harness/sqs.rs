@@ -150,6 +150,36 @@ impl SqsEmulator {
             .unwrap_or_default()
     }
 
+    /// Waits up to `timeout` for the next message, deletes it and returns its body (`None` when
+    /// none came).
+    pub async fn take(&self, queue_url: &str, timeout: Duration) -> Option<String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let out = self
+                .client
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(1)
+                .wait_time_seconds(1)
+                .send()
+                .await
+                .expect("receive");
+            if let Some(m) = out.messages.unwrap_or_default().into_iter().next() {
+                self.client
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(m.receipt_handle.unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+                return m.body;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+        }
+    }
+
     /// Approximate visible + in-flight message counts.
     pub async fn depth(&self, queue_url: &str) -> (u64, u64) {
         let out = self

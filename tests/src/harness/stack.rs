@@ -56,6 +56,9 @@ pub struct StackOptions {
     pub install_namespaces: BTreeMap<String, String>,
     /// The test's namespace (default: a fresh `kt-…` name).
     pub namespace: Option<String>,
+    /// Create a feedback queue (`<queue>-feedback.fifo`, with its DLQ) and pass it to the
+    /// applier as `--feedback-queue-url`.
+    pub feedback: bool,
 }
 
 impl Default for StackOptions {
@@ -77,6 +80,7 @@ impl Default for StackOptions {
             install: workspace_file("infra/base"),
             install_namespaces: BTreeMap::new(),
             namespace: None,
+            feedback: false,
         }
     }
 }
@@ -108,6 +112,8 @@ pub struct Stack {
     /// The applier's kubeconfig (its token, the proxy's URL).
     pub applier_kubeconfig: PathBuf,
     pub queues: Queues,
+    /// The feedback queue, when the options ask for one.
+    pub feedback_queues: Option<Queues>,
     pub sqs: SqsEmulator,
     pub options: StackOptions,
     _dir: tempfile::TempDir,
@@ -162,6 +168,18 @@ impl Stack {
                 options.visibility_timeout_secs,
             )
             .await;
+        let feedback_queues = if options.feedback {
+            Some(
+                sqs.create_fifo_with_dlq(
+                    &format!("{}-feedback", options.queue),
+                    options.max_receive_count,
+                    options.visibility_timeout_secs,
+                )
+                .await,
+            )
+        } else {
+            None
+        };
         let function = if options.function {
             let mut env = sqs.env();
             env.push(("QUEUE_URL".into(), queues.url.clone()));
@@ -181,6 +199,7 @@ impl Stack {
             identity,
             applier_kubeconfig,
             queues,
+            feedback_queues,
             sqs,
             options,
             _dir: dir,
@@ -205,6 +224,9 @@ impl Stack {
         let mut args = Vec::new();
         if !self.options.applier_args.iter().any(|a| a == "--namespace") {
             args.extend(["--namespace".to_owned(), self.ns.clone()]);
+        }
+        if let Some(q) = &self.feedback_queues {
+            args.extend(["--feedback-queue-url".to_owned(), q.url.clone()]);
         }
         args.extend(self.options.applier_args.iter().cloned());
         args
