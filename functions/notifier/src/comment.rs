@@ -316,6 +316,36 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_comment_reads_as_documented() {
+        let mut state = CommentState::default();
+        state.record(&event(FeedbackState::Ready));
+        let mut api = event(FeedbackState::Failed);
+        api.environment = "api-pr12".into();
+        api.review_app = "api".into();
+        api.message = "rollout of Deployment/api did not finish within 10m".into();
+        api.environment_url = None;
+        api.log_url = None;
+        api.time = at("2026-12-01T10:05:30Z");
+        state.record(&api);
+        let body = state.render(&links());
+        let (visible, state_line) = body.split_at(body.find(STATE_OPEN).expect("state line"));
+        assert_eq!(
+            visible,
+            "<!-- kubetempura:environments -->
+### Review environments
+
+| Environment | URL | Commit | State | Updated (UTC) |
+| --- | --- | --- | --- | --- |
+| `api-pr12` | — | [`0123456`](https://github.com/Mercari/Web/commit/0123456789abcdef0123456789abcdef01234567) | **Failed**: rollout of Deployment/api did not finish within 10m | 2026-12-01 10:05:30 |
+| `web-pr12` | [pr12.review.example.com](https://pr12.review.example.com/) | [`0123456`](https://github.com/Mercari/Web/commit/0123456789abcdef0123456789abcdef01234567) | **Ready**: 1 of 1 replicas available ([logs](https://logs.example.com/web-pr12)) | 2026-12-01 10:00:00 |
+
+<sub>Kept up to date by kubetempura: the latest state of each environment of this pull request.</sub>
+"
+        );
+        assert!(state_line.ends_with(" -->\n"), "{state_line}");
+    }
+
+    #[test]
     fn the_table_has_a_row_per_environment_sorted_by_name() {
         let mut state = CommentState::default();
         let mut web = event(FeedbackState::Ready);
