@@ -84,13 +84,14 @@ crds: ## Regenerate infra/crds/crds.yaml from the Rust types
 	$(CARGO) run --quiet -p kubetempura-applier -- crd > infra/crds/crds.yaml
 
 # ---------------------------------------------------------------------------------------------
-# The deployable Lambda zip (target/lambda/webhook/bootstrap.zip).
+# The deployable Lambda zips (target/lambda/{webhook,notifier}/bootstrap.zip).
 
 ARCH ?= arm64
 .PHONY: lambda
-lambda: $(VENV)/.installed ## Build the webhook function's bootstrap.zip (ARCH=arm64|x86_64)
+lambda: $(VENV)/.installed ## Build the webhook and notifier functions' bootstrap.zip (ARCH=arm64|x86_64)
 	cargo-lambda lambda build --release --$(subst x86_64,x86-64,$(ARCH)) --output-format zip -p kubetempura-webhook
-	@ls -l $(TARGET_DIR)/lambda/webhook/bootstrap.zip
+	cargo-lambda lambda build --release --$(subst x86_64,x86-64,$(ARCH)) --output-format zip -p kubetempura-notifier
+	@ls -l $(TARGET_DIR)/lambda/webhook/bootstrap.zip $(TARGET_DIR)/lambda/notifier/bootstrap.zip
 
 # ---------------------------------------------------------------------------------------------
 # Demo.
