@@ -8,6 +8,8 @@
 //! - [`controlplane::Cluster`]: the real Kubernetes control plane (shared by the test run, or
 //!   started for the process), [`install`] puts infra/'s RBAC on it for each test, and
 //!   [`faultproxy::FaultProxy`] injects API errors and hangs between the applier and it.
+//! - [`github_api::GitHubStandIn`]: GitHub's REST API for the notifier on loopback, holding
+//!   requests and its own responses to GitHub's published OpenAPI description.
 //! - [`tools`]: where the pinned tools installed by `make deps` live.
 
 pub mod applier;
@@ -15,6 +17,7 @@ pub mod controlplane;
 pub mod faultproxy;
 pub mod faults;
 pub mod github;
+pub mod github_api;
 pub mod install;
 pub mod kubeapi;
 pub mod lambda;
