@@ -48,7 +48,8 @@ pub const APP_KEYS_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/gi
 
 const API_VERSION: &str = "2022-11-28";
 const REST_DOCS: &str = "https://docs.github.com/rest";
-const RATE_DOCS: &str = "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api";
+const RATE_DOCS: &str =
+    "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api";
 const RATE_LIMIT: u64 = 5000;
 const APP_SLUG: &str = "kubetempura";
 const JWT_UNDECODABLE: &str = "A JSON web token could not be decoded";
@@ -268,7 +269,11 @@ impl GitHubStandIn {
     pub fn assert_no_violations(&self) {
         let violations = self.violations();
         let lines: Vec<String> = violations.iter().map(|v| format!("  {v:?}")).collect();
-        assert!(lines.is_empty(), "GitHub API violations:\n{}", lines.join("\n"));
+        assert!(
+            lines.is_empty(),
+            "GitHub API violations:\n{}",
+            lines.join("\n")
+        );
     }
 
     /// Answer the next `n` requests with a rate limit of `kind`.
@@ -336,7 +341,11 @@ struct Reply {
 impl Reply {
     fn new(status: u16, body: Value) -> Reply {
         let headers = Vec::new();
-        Reply { status, body, headers }
+        Reply {
+            status,
+            body,
+            headers,
+        }
     }
 
     /// GitHub's error body. GitHub adds `"status": "422"` to 422s too, but the description's
@@ -391,7 +400,10 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     let query: Vec<(String, String)> = url::form_urlencoded::parse(query_string.as_bytes())
         .into_owned()
         .collect();
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
     let base = format!("http://{}", host.unwrap_or("127.0.0.1"));
     let headers = req.headers().clone();
     let raw = req.into_body().collect().await.map(|b| b.to_bytes());
@@ -401,7 +413,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
     let mut problems = header_problems(&headers);
     let body = match raw.as_deref() {
         Ok([]) => Ok(None),
-        Ok(bytes) => serde_json::from_slice::<Value>(bytes).map(Some).map_err(|e| e.to_string()),
+        Ok(bytes) => serde_json::from_slice::<Value>(bytes)
+            .map(Some)
+            .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     let body = body.unwrap_or_else(|e| {
@@ -415,7 +429,9 @@ async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>
         }
         Some(op) => {
             let invalid = description.check_request(op, &query, body.as_ref());
-            let reply = answer(shared, op, &headers, &problems, &invalid, &query, body, &path, base);
+            let reply = answer(
+                shared, op, &headers, &problems, &invalid, &query, body, &path, base,
+            );
             problems.extend(invalid);
             reply
         }
@@ -459,11 +475,16 @@ fn header_problems(headers: &HeaderMap) -> Vec<String> {
         problems.push("no User-Agent header".to_string());
     }
     if get("accept") != Some("application/vnd.github+json") {
-        problems.push(format!("Accept is {:?}, not application/vnd.github+json", get("accept")));
+        problems.push(format!(
+            "Accept is {:?}, not application/vnd.github+json",
+            get("accept")
+        ));
     }
     if get("x-github-api-version") != Some(API_VERSION) {
         let version = get("x-github-api-version");
-        problems.push(format!("X-GitHub-Api-Version is {version:?}, not {API_VERSION}"));
+        problems.push(format!(
+            "X-GitHub-Api-Version is {version:?}, not {API_VERSION}"
+        ));
     }
     problems
 }
@@ -487,14 +508,22 @@ fn answer(
         return Reply::error(403, message, REST_DOCS);
     }
     if let Some(version) = header("x-github-api-version").filter(|v| *v != API_VERSION) {
-        return Reply::error(400, &format!("API version {version} is not supported."), REST_DOCS);
+        return Reply::error(
+            400,
+            &format!("API version {version} is not supported."),
+            REST_DOCS,
+        );
     }
-    if problems.iter().any(|p| p.starts_with("the body is not JSON")) {
+    if problems
+        .iter()
+        .any(|p| p.starts_with("the body is not JSON"))
+    {
         return Reply::error(400, "Problems parsing JSON", op.docs);
     }
     let credential = header("authorization").and_then(|a| {
-        (a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
-            .or_else(|| a.strip_prefix("token "))
+        (a.strip_prefix("Bearer ")
+            .or_else(|| a.strip_prefix("bearer ")))
+        .or_else(|| a.strip_prefix("token "))
     });
     let Some(credential) = credential else {
         return Reply::error(401, "Requires authentication", op.docs);
@@ -563,7 +592,9 @@ fn fault_reply(fault: Fault, installation: u64) -> Reply {
         }
         Fault::Status(status) => {
             let reason = http::StatusCode::from_u16(status).ok();
-            let reason = reason.and_then(|s| s.canonical_reason()).unwrap_or("Server Error");
+            let reason = reason
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Server Error");
             Reply::error(status, reason, REST_DOCS)
         }
     }
@@ -573,7 +604,8 @@ fn fault_reply(fault: Fault, installation: u64) -> Reply {
 /// naming this App, the signature by its key, `iat` not in the future (60 s of skew), `exp`
 /// in the future and at most ten minutes ahead of now.
 fn verify_jwt(shared: &Shared, jwt: &str) -> Result<(), &'static str> {
-    let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(jwt).map_err(|_| JWT_UNDECODABLE)?;
+    let claims: Value =
+        jsonwebtoken::dangerous::insecure_decode_claims(jwt).map_err(|_| JWT_UNDECODABLE)?;
     let iss = match &claims["iss"] {
         Value::Null => return Err("Missing 'issuer' claim ('iss') in assertion"),
         Value::Number(n) => n.as_u64(),
@@ -596,7 +628,9 @@ fn verify_jwt(shared: &Shared, jwt: &str) -> Result<(), &'static str> {
              assertion was issued",
         ),
         (None, _) => Err("Missing 'issued at' claim ('iat') in assertion"),
-        (_, Some(exp)) if exp > now + 600 => Err("'Expiration time' claim ('exp') is too far in the future"),
+        (_, Some(exp)) if exp > now + 600 => {
+            Err("'Expiration time' claim ('exp') is too far in the future")
+        }
         (_, Some(exp)) if exp > now => Ok(()),
         _ => Err(
             "'Expiration time' claim ('exp') must be a numeric value representing the future \
@@ -612,11 +646,14 @@ fn respond(state: &mut State, reply: Reply, request_id: &str) -> Response<Full<B
         Bytes::from(reply.body.to_string())
     };
     let mut resp = Response::new(Full::new(body));
-    *resp.status_mut() = http::StatusCode::from_u16(reply.status)
-        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+    *resp.status_mut() =
+        http::StatusCode::from_u16(reply.status).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
     let used = state.used.min(RATE_LIMIT);
     let common = [
-        ("content-type", "application/json; charset=utf-8".to_string()),
+        (
+            "content-type",
+            "application/json; charset=utf-8".to_string(),
+        ),
         ("x-github-request-id", request_id.to_string()),
         ("x-github-api-version-selected", API_VERSION.to_string()),
         ("x-ratelimit-limit", RATE_LIMIT.to_string()),
@@ -636,7 +673,8 @@ fn respond(state: &mut State, reply: Reply, request_id: &str) -> Response<Full<B
 
 fn route(state: &mut State, call: &Call<'_>) -> Reply {
     match call.op.id {
-        "apps/get-repo-installation" => match state.installs.get(&call.repo().to_ascii_lowercase()) {
+        "apps/get-repo-installation" => match state.installs.get(&call.repo().to_ascii_lowercase())
+        {
             Some(&id) => Reply::new(200, installation_json(call, id)),
             None => call.not_found(),
         },
@@ -665,7 +703,9 @@ fn route(state: &mut State, call: &Call<'_>) -> Reply {
         },
         "issues/list-comments" => {
             let (repo, issue) = (call.repo(), call.id("issue_number"));
-            let since = call.query("since").and_then(|s| s.parse::<DateTime<Utc>>().ok());
+            let since = call
+                .query("since")
+                .and_then(|s| s.parse::<DateTime<Utc>>().ok());
             let found = state.comments.iter().filter(|c| {
                 c.repo.eq_ignore_ascii_case(&repo)
                     && c.issue == issue
@@ -690,7 +730,10 @@ fn route(state: &mut State, call: &Call<'_>) -> Reply {
         "issues/update-comment" => {
             let (repo, id) = (call.repo(), call.id("comment_id"));
             let found = state.comments.iter_mut();
-            match found.into_iter().find(|c| c.id == id && c.repo.eq_ignore_ascii_case(&repo)) {
+            match found
+                .into_iter()
+                .find(|c| c.id == id && c.repo.eq_ignore_ascii_case(&repo))
+            {
                 Some(c) => {
                     c.body = call.body["body"].as_str().unwrap_or_default().to_string();
                     c.updated_at = Utc::now();
@@ -718,7 +761,13 @@ fn create_token(state: &mut State, call: &Call<'_>) -> Reply {
     let token = format!("ghs_{token}");
     let lifetime = chrono::Duration::from_std(state.token_lifetime).unwrap_or_default();
     let expires_at = Utc::now() + lifetime;
-    state.tokens.insert(token.clone(), Token { installation: id, expires_at });
+    state.tokens.insert(
+        token.clone(),
+        Token {
+            installation: id,
+            expires_at,
+        },
+    );
     let body = json!({ "token": token, "expires_at": timestamp(expires_at),
                        "permissions": permissions(), "repository_selection": "selected" });
     Reply::new(201, body)
@@ -737,8 +786,9 @@ fn create_deployment(state: &mut State, call: &Call<'_>) -> Reply {
         format!("{:040x}", u128::from(hasher.finish()))
     };
     let payload = match &body["payload"] {
-        Value::String(s) => (serde_json::from_str(s).ok().filter(Value::is_object))
-            .unwrap_or_else(|| json!(s)),
+        Value::String(s) => {
+            (serde_json::from_str(s).ok().filter(Value::is_object)).unwrap_or_else(|| json!(s))
+        }
         Value::Null => json!({}),
         other => other.clone(),
     };
@@ -833,14 +883,21 @@ fn deployment<'s>(state: &'s State, call: &Call<'_>) -> Option<&'s Deployment> {
 /// One page of `items` (`per_page` ≤ 100, default 30; `page` from 1) with GitHub's `Link`
 /// header when there is more than one page.
 fn page(call: &Call<'_>, items: Vec<Value>) -> Reply {
-    let number = |name, default: usize| {
-        (call.query(name).and_then(|v| v.parse().ok())).unwrap_or(default)
-    };
-    let (per_page, page) = (number("per_page", 30).clamp(1, 100), number("page", 1).max(1));
+    let number =
+        |name, default: usize| (call.query(name).and_then(|v| v.parse().ok())).unwrap_or(default);
+    let (per_page, page) = (
+        number("per_page", 30).clamp(1, 100),
+        number("page", 1).max(1),
+    );
     let last = items.len().div_ceil(per_page).max(1);
-    let rest = call.query.iter().filter(|(k, _)| k != "page" && k != "per_page");
+    let rest = call
+        .query
+        .iter()
+        .filter(|(k, _)| k != "page" && k != "per_page");
     let mut url = url::Url::parse(&format!("{}{}", call.base, call.path)).expect("a URL");
-    url.query_pairs_mut().extend_pairs(rest).append_pair("per_page", &per_page.to_string());
+    url.query_pairs_mut()
+        .extend_pairs(rest)
+        .append_pair("per_page", &per_page.to_string());
     let link = |n: usize, rel| {
         let mut url = url.clone();
         url.query_pairs_mut().append_pair("page", &n.to_string());
@@ -853,9 +910,17 @@ fn page(call: &Call<'_>, items: Vec<Value>) -> Reply {
     if page < last {
         links.extend([link(page + 1, "next"), link(last, "last")]);
     }
-    let items: Vec<Value> = items.into_iter().skip((page - 1) * per_page).take(per_page).collect();
+    let items: Vec<Value> = items
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
     let reply = Reply::new(200, Value::Array(items));
-    if links.is_empty() { reply } else { reply.header("link", links.join(", ")) }
+    if links.is_empty() {
+        reply
+    } else {
+        reply.header("link", links.join(", "))
+    }
 }
 
 fn installation_json(call: &Call<'_>, id: u64) -> Value {

@@ -128,7 +128,10 @@ impl Description {
             };
             let value = match place {
                 "path" => op.path_params.get(name).cloned(),
-                "query" => query.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()),
+                "query" => query
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone()),
                 _ => continue,
             };
             let what = format!("{place} parameter `{name}`");
@@ -143,7 +146,10 @@ impl Description {
             }
         }
         for (name, _) in query {
-            if !params.iter().any(|p| p["in"] == "query" && p["name"] == *name) {
+            if !params
+                .iter()
+                .any(|p| p["in"] == "query" && p["name"] == *name)
+            {
                 problems.push(format!("unknown query parameter `{name}`"));
             }
         }
@@ -265,10 +271,10 @@ fn convert(schema: &Value, refs: &mut Vec<String>) -> Value {
     if map.get("nullable") != Some(&Value::Bool(true)) {
         return Value::Object(out);
     }
-    if let Some(Value::Array(values)) = out.get_mut("enum") {
-        if !values.contains(&Value::Null) {
-            values.push(Value::Null);
-        }
+    if let Some(Value::Array(values)) = out.get_mut("enum")
+        && !values.contains(&Value::Null)
+    {
+        values.push(Value::Null);
     }
     match out.get_mut("type") {
         Some(t @ Value::String(_)) => *t = json!([t.take(), "null"]),
