@@ -17,11 +17,15 @@
 //! Not modelled: issues and refs that do not exist (any issue number and ref is accepted; a
 //! `ref` that is not a 40-hex SHA gets a SHA derived from it), required status contexts,
 //! `auto_merge`, token scoping by `repositories`/`permissions`, and conditional requests.
+//!
+//! Size: larger than the ~700 lines aimed at (about 1,000 here and 300 in [`openapi`]), because
+//! it holds GitHub's behaviour the notifier's scenario tests depend on — App JWT and token
+//! rules with GitHub's messages, `auto_inactive`, pagination, rate-limit headers and faults —
+//! and the response bodies must carry every field the description requires.
 
 pub mod openapi;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::convert::Infallible;
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -32,13 +36,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use http::{HeaderMap, Request, Response, header};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use openapi::Operation;
 
@@ -212,7 +213,11 @@ impl GitHubStandIn {
             key,
             state: Mutex::new(state),
         });
-        let task = tokio::spawn(serve(listener, shared.clone()));
+        let handler = shared.clone();
+        let task = tokio::spawn(super::serve_http1(listener, move |req| {
+            let shared = handler.clone();
+            async move { handle(&shared, req).await }
+        }));
         GitHubStandIn { addr, shared, task }
     }
 
@@ -305,29 +310,6 @@ impl GitHubStandIn {
 impl Drop for GitHubStandIn {
     fn drop(&mut self) {
         self.task.abort();
-    }
-}
-
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    let svc = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-                    });
-                    conns.spawn(http1::Builder::new().serve_connection(TokioIo::new(stream), svc));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
     }
 }
 
