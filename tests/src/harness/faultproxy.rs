@@ -7,7 +7,6 @@
 //! [`FaultProxy::drop_watches`] ends the watches in flight as an API server restart would.
 //! Upgraded connections (exec, port-forward) are not proxied.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,18 +16,17 @@ use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, header};
 use http_body_util::{BodyExt, BodyStream, Full, StreamBody, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 use super::faults::{FaultError, FaultRule, Faults, RequestRecord};
+use super::serve_http1;
 
 /// The client requests are forwarded with; it speaks HTTPS and plain HTTP.
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Incoming>;
@@ -86,7 +84,11 @@ impl FaultProxy {
             faults: Mutex::new(Faults::new(LOG_LIMIT)),
             watch_epoch: watch::Sender::new(0),
         });
-        let task = tokio::spawn(serve(listener, shared.clone()));
+        let handler = shared.clone();
+        let task = tokio::spawn(serve_http1(listener, move |req| {
+            let shared = handler.clone();
+            async move { handle(&shared, req).await }
+        }));
         tracing::info!(%addr, upstream, "fault proxy listening");
         FaultProxy { addr, shared, task }
     }
@@ -146,34 +148,6 @@ fn client(roots: rustls::RootCertStore) -> UpstreamClient {
         .with_tls_config(tls)
         .https_or_http();
     Client::builder(TokioExecutor::new()).build(https.enable_http1().build())
-}
-
-/// Accept connections until aborted (dropping the JoinSet aborts the connections).
-async fn serve(listener: TcpListener, shared: Arc<Shared>) {
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let shared = shared.clone();
-                    let svc = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-                    });
-                    conns.spawn(async move {
-                        if let Err(e) = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await {
-                            tracing::debug!(error = %e, "proxy connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Body> {
@@ -299,9 +273,15 @@ fn status_response(code: u16, message: &str, retry_after: Option<u32>) -> Respon
 mod tests {
     use std::time::Instant;
 
+    use std::convert::Infallible;
+
     use hyper::body::Frame;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
     use serde_json::Value;
     use tokio::sync::mpsc;
+    use tokio::task::JoinSet;
 
     use super::*;
 

@@ -8,6 +8,8 @@
 //! - [`controlplane::Cluster`]: the real Kubernetes control plane (shared by the test run, or
 //!   started for the process), [`install`] puts infra/'s RBAC on it for each test, and
 //!   [`faultproxy::FaultProxy`] injects API errors and hangs between the applier and it.
+//! - [`github_api::GitHubStandIn`]: GitHub's REST API for the notifier on loopback, holding
+//!   requests and its own responses to GitHub's published OpenAPI description.
 //! - [`tools`]: where the pinned tools installed by `make deps` live.
 
 pub mod applier;
@@ -15,6 +17,7 @@ pub mod controlplane;
 pub mod faultproxy;
 pub mod faults;
 pub mod github;
+pub mod github_api;
 pub mod install;
 pub mod kubeapi;
 pub mod lambda;
@@ -50,6 +53,44 @@ where
         );
         tokio::time::sleep(interval).await;
         interval = (interval * 2).min(Duration::from_millis(250));
+    }
+}
+
+/// Serves HTTP/1.1 connections from `listener` with `handle` until the task running it is
+/// aborted; the connections in flight end with it (dropping the JoinSet aborts them).
+pub async fn serve_http1<H, Fut, B>(listener: tokio::net::TcpListener, handle: H)
+where
+    H: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = http::Response<B>> + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let handle = handle.clone();
+                    let svc = hyper::service::service_fn(move |req| {
+                        let answer = handle(req);
+                        async move { Ok::<_, std::convert::Infallible>(answer.await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    conns.spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
     }
 }
 
