@@ -132,15 +132,29 @@ fn pr_printer_columns() -> Vec<(String, String, String, i64)> {
     columns
 }
 
-/// The value at a simple `.a.b.c` JSONPath, as kubectl prints it.
+/// The value at a `.a.b.c` JSONPath, or one with a single equality filter
+/// (`.a.list[?(@.key=="value")].field`), as kubectl prints it.
 fn at_path<'a>(object: &'a Value, path: &str) -> &'a Value {
-    assert!(
-        !path.contains(['[', '*', '?']),
-        "only simple paths are evaluated here: {path}"
-    );
-    path.trim_start_matches('.')
-        .split('.')
-        .fold(object, |v, key| &v[key])
+    let simple = |v: &'a Value, p: &str| -> &'a Value {
+        assert!(
+            !p.contains(['[', '*', '?']),
+            "only simple paths and one equality filter are evaluated here: {path}"
+        );
+        p.trim_start_matches('.')
+            .split('.')
+            .filter(|k| !k.is_empty())
+            .fold(v, |v, key| &v[key])
+    };
+    let filter = regex::Regex::new(r#"^(.*)\[\?\(@\.(\w+)=="([^"]*)"\)\](.*)$"#).unwrap();
+    let Some(c) = filter.captures(path) else {
+        return simple(object, path);
+    };
+    static NULL: Value = Value::Null;
+    let list = simple(object, &c[1]);
+    let found = list
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i[&c[2]] == c[3]));
+    found.map_or(&NULL, |item| simple(item, &c[4]))
 }
 
 fn printed(v: &Value) -> String {
@@ -235,6 +249,11 @@ async fn kubectl_get_prs_prints_the_printer_columns() {
         assert_eq!(cell(".spec.number"), pr.to_string());
         assert_eq!(cell(".status.commitShort"), &sha(1)[..7]);
         assert_eq!(cell(".status.phase"), "Applied");
+        // The sample's Deployment never rolls out here (no kubelet): the rollout is in progress.
+        assert_eq!(
+            cell(r#".status.conditions[?(@.type=="RolledOut")].reason"#),
+            "Progressing"
+        );
         assert_eq!(cell(".spec.reviewApp"), APP);
     }
 }
