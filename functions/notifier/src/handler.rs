@@ -222,28 +222,28 @@ pub async fn notify(github: &GitHub, event: &FeedbackEvent) -> Result<Outcome, F
 /// Posts the event's deployment status; returns the deployments it went to.
 ///
 /// The deployment of (head commit, environment) is found or created. A removed environment
-/// with no deployment for its commit gets none created: every deployment of the environment
-/// that exists is marked inactive instead (none may exist: nothing to do).
+/// gets no deployment created: every deployment of the environment is marked inactive instead
+/// (those of earlier commits too; none may exist: nothing to do). GitHub's `auto_inactive`
+/// would not do it for us: it skips transient environments, and ours are transient.
 async fn record_deployment(
     github: &GitHub,
     event: &FeedbackEvent,
     environment: &str,
 ) -> Result<Vec<u64>, Failure> {
     let repository = &event.repository;
-    let existing = github
-        .deployments(repository, Some(&event.head_sha), environment)
-        .await?;
-    let ids = match existing.first() {
-        Some(deployment) => vec![deployment.id],
-        None if event.state.is_removed() => github
-            .deployments(repository, None, environment)
-            .await?
-            .iter()
-            .map(|d| d.id)
-            .collect(),
-        None => {
-            let body = create_deployment_body(event, environment);
-            vec![github.create_deployment(repository, &body).await?.id]
+    let ids = if event.state.is_removed() {
+        let all = github.deployments(repository, None, environment).await?;
+        all.iter().map(|d| d.id).collect()
+    } else {
+        let existing = github
+            .deployments(repository, Some(&event.head_sha), environment)
+            .await?;
+        match existing.first() {
+            Some(deployment) => vec![deployment.id],
+            None => {
+                let body = create_deployment_body(event, environment);
+                vec![github.create_deployment(repository, &body).await?.id]
+            }
         }
     };
     let body = status_body(event, environment, status_state(event.state));

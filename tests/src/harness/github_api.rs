@@ -287,6 +287,13 @@ impl GitHubStandIn {
         faults.extend(std::iter::repeat_n(Fault::RateLimit(kind), n));
     }
 
+    /// The primary rate limit's window resets `after` from now (`x-ratelimit-reset`; GitHub:
+    /// within the hour, which is what the stand-in starts with).
+    pub fn reset_rate_limit_in(&self, after: Duration) {
+        let after = i64::try_from(after.as_secs()).unwrap_or(i64::MAX);
+        self.shared.state().reset = Utc::now().timestamp().saturating_add(after);
+    }
+
     /// Answer the next `n` requests with `status` (e.g. 502) and GitHub's error body.
     pub fn fail_next(&self, n: usize, status: u16) {
         let faults = &mut self.shared.state().faults;
@@ -957,6 +964,22 @@ fn comment_json(call: &Call<'_>, c: &Comment) -> Value {
         "issue_url": format!("{repo_url}/issues/{}", c.issue),
         "body": c.body, "user": bot(&call.base), "author_association": "NONE",
         "created_at": timestamp(c.created_at), "updated_at": timestamp(c.updated_at),
+        "performed_via_github_app": app_json(call),
+    })
+}
+
+/// The App, as GitHub shows it on what its installation token wrote (a comment's
+/// `performed_via_github_app`, next to its `<slug>[bot]` user).
+fn app_json(call: &Call<'_>) -> Value {
+    let created = timestamp(DateTime::UNIX_EPOCH);
+    let id = call.app_id;
+    json!({
+        "id": id, "slug": APP_SLUG, "node_id": format!("A_{id}"), "name": APP_SLUG,
+        "owner": user(&call.base, call.param("owner"), id + 1, "Organization"),
+        "description": null, "external_url": "https://github.com/kubetempura/kubetempura",
+        "html_url": format!("https://github.com/apps/{APP_SLUG}"),
+        "created_at": created, "updated_at": created,
+        "permissions": permissions(), "events": ["pull_request"],
     })
 }
 

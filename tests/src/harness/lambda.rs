@@ -17,35 +17,76 @@ pub struct WebhookFunction {
     _env_file: tempfile::NamedTempFile,
 }
 
+/// `cargo lambda watch` serving one binary of the workspace on a free loopback port.
+pub(crate) struct Watch {
+    pub process: ChildGuard,
+    pub port: u16,
+    pub env_file: tempfile::NamedTempFile,
+}
+
+/// Starts `cargo lambda watch` for the binary `bin` with `env` (in the emulator's environment
+/// and its `--env-file`, which the function process is given). The function is built and
+/// started on the first invoke.
+pub(crate) fn watch(bin: &str, env: &[(String, String)]) -> Watch {
+    let port = free_port();
+    let mut env_file = tempfile::NamedTempFile::new().expect("env file");
+    for (k, v) in env {
+        // Double-quoted with escapes, so a value may hold line breaks (a PEM), quotes or `$`.
+        let quoted = v
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('$', "\\$")
+            .replace('\n', "\\n");
+        writeln!(env_file, "{k}=\"{quoted}\"").expect("write env file");
+    }
+    let mut cmd = Command::new(tools::cargo_lambda());
+    cmd.current_dir(tools::workspace_root())
+        .args([
+            "lambda",
+            "watch",
+            "--ignore-changes",
+            "--quiet",
+            "-A",
+            "127.0.0.1",
+            "-P",
+        ])
+        .arg(port.to_string())
+        .args(["--bin", bin, "--env-file"])
+        .arg(env_file.path());
+    // The variables cargo sets for the test binary would reach the emulator's own `cargo build`
+    // and change build scripts' fingerprints (ring's tracks CARGO_MANIFEST_DIR): every start
+    // would then rebuild the function's dependencies, and every plain `cargo build` again.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        let set_by_cargo = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_",
+            "CARGO_PRIMARY_",
+        ];
+        if set_by_cargo.iter().any(|p| k.starts_with(p)) {
+            cmd.env_remove(k.as_ref());
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Watch {
+        process: ChildGuard::spawn(&format!("cargo-lambda-watch-{bin}"), cmd),
+        port,
+        env_file,
+    }
+}
+
 impl WebhookFunction {
     /// Starts `cargo lambda watch` for the `webhook` binary with `env` and waits until the
     /// function answers (an unsigned request gets the function's own 401).
     pub async fn start(env: &[(String, String)]) -> Self {
-        let port = free_port();
-        let mut env_file = tempfile::NamedTempFile::new().expect("env file");
-        for (k, v) in env {
-            writeln!(env_file, "{k}={v}").expect("write env file");
-        }
-        let mut cmd = Command::new(tools::cargo_lambda());
-        cmd.current_dir(tools::workspace_root())
-            .args([
-                "lambda",
-                "watch",
-                "--ignore-changes",
-                "--quiet",
-                "-A",
-                "127.0.0.1",
-                "-P",
-                &port.to_string(),
-                "--bin",
-                "webhook",
-                "--env-file",
-            ])
-            .arg(env_file.path());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut process = ChildGuard::spawn("cargo-lambda-watch", cmd);
+        let Watch {
+            mut process,
+            port,
+            env_file,
+        } = watch("webhook", env);
         let url = format!("http://127.0.0.1:{port}/lambda-url/webhook");
         let client = reqwest::Client::new();
         wait_for(

@@ -4,7 +4,8 @@
 //!
 //! - [`sqs::SqsEmulator`]: `ministack` speaking the real SQS (and Secrets Manager) protocol.
 //! - [`lambda::WebhookFunction`]: the webhook binary under `cargo lambda watch`, served as a
-//!   function URL.
+//!   function URL; [`notifier::NotifierFunction`]: the notifier binary under it too, fed from a
+//!   queue by a stand-in for the SQS event source mapping.
 //! - [`controlplane::Cluster`]: the real Kubernetes control plane (shared by the test run, or
 //!   started for the process), [`install`] puts infra/'s RBAC on it for each test, and
 //!   [`faultproxy::FaultProxy`] injects API errors and hangs between the applier and it.
@@ -21,6 +22,7 @@ pub mod github_api;
 pub mod install;
 pub mod kubeapi;
 pub mod lambda;
+pub mod notifier;
 pub mod process;
 pub mod sqs;
 pub mod stack;

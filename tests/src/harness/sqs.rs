@@ -26,6 +26,7 @@ pub struct SqsEmulator {
 #[derive(Debug, Clone)]
 pub struct Queues {
     pub url: String,
+    pub arn: String,
     pub dlq_url: String,
     pub dlq_arn: String,
 }
@@ -83,18 +84,7 @@ impl SqsEmulator {
             .await
             .expect("create DLQ");
         let dlq_url = dlq.queue_url.expect("DLQ URL");
-        let attrs = self
-            .client
-            .get_queue_attributes()
-            .queue_url(&dlq_url)
-            .attribute_names(QueueAttributeName::QueueArn)
-            .send()
-            .await
-            .expect("DLQ attributes");
-        let dlq_arn = attrs
-            .attributes
-            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-            .expect("DLQ ARN");
+        let dlq_arn = self.arn(&dlq_url).await;
         let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count}).to_string();
         let q = self
             .client
@@ -109,11 +99,29 @@ impl SqsEmulator {
             .send()
             .await
             .expect("create queue");
+        let url = q.queue_url.expect("queue URL");
         Queues {
-            url: q.queue_url.expect("queue URL"),
+            arn: self.arn(&url).await,
+            url,
             dlq_url,
             dlq_arn,
         }
+    }
+
+    /// A queue's ARN.
+    pub async fn arn(&self, queue_url: &str) -> String {
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .expect("queue attributes");
+        attrs
+            .attributes
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+            .expect("queue ARN")
     }
 
     /// Sets a queue's message retention (SQS allows 60 s to 14 days).
@@ -128,6 +136,20 @@ impl SqsEmulator {
             .send()
             .await
             .expect("set the message retention");
+    }
+
+    /// Sends `body` to the FIFO queue `queue_url` in message group `group` with deduplication
+    /// id `dedup`.
+    pub async fn send_fifo(&self, queue_url: &str, body: &str, group: &str, dedup: &str) {
+        self.client
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(dedup)
+            .send()
+            .await
+            .expect("send");
     }
 
     /// Receives up to 10 messages (waiting up to `wait_secs`), without deleting them.
