@@ -511,3 +511,30 @@ async fn an_undecodable_message_fails_into_the_dlq_and_other_messages_are_applie
     );
     stack.github.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_close_of_an_environment_never_shown_adds_no_comment() {
+    // What an applier sends for the closed records it finds when feedback is first turned on.
+    let stack = Stack::start("never-shown", 2).await;
+    stack
+        .apply(&[event("web", SHA1, FeedbackState::Closed, 0)])
+        .await;
+    assert!(
+        stack.github.comments(REPO, PR).is_empty(),
+        "{:#?}",
+        stack.github.comments(REPO, PR)
+    );
+    assert!(stack.github.deployments().is_empty(), "nothing to retire");
+    // Once an environment is shown, its close is shown too.
+    stack
+        .apply(&[
+            event("api", SHA1, FeedbackState::Ready, 10),
+            event("api", SHA1, FeedbackState::Closed, 20),
+        ])
+        .await;
+    assert_rows(
+        &stack.rows(REPO, PR),
+        &[row("api", SHA1, false, "**Removed**: pull request closed")],
+    );
+    stack.github.assert_no_violations();
+}

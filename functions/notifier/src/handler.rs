@@ -194,6 +194,16 @@ pub async fn notify(github: &GitHub, event: &FeedbackEvent) -> Result<Outcome, F
         return Ok(Outcome::Stale);
     }
     let deployments = record_deployment(github, event, &environment).await?;
+    if event.state.is_removed() && state.shown(&environment).is_none() {
+        // An environment the pull request never showed (a close or skip seen first, e.g. for
+        // the records an applier finds when feedback is first turned on) adds no row, and no
+        // comment to a pull request that has none.
+        tracing::info!(repository, pr = event.pr_number, environment, state = %event.state, "a removed environment the comment never showed; no row");
+        return Ok(Outcome::Shown {
+            deployments,
+            comment: CommentChange::Unchanged,
+        });
+    }
     state.record(event);
     let links = Links {
         web_url: web_url(github.api_url()),
