@@ -11,14 +11,11 @@ mod guarantees_support;
 use std::time::Duration;
 
 use guarantees_support::*;
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
 use kubetempura_common::crd::{PR, RolloutState};
 use kubetempura_common::feedback::{FeedbackEvent, FeedbackState};
 use kubetempura_tests::harness::stack::{Stack, StackOptions, workspace_file};
 use kubetempura_tests::harness::wait_for;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// The sample ReviewApp with `replicas` replicas and the given readiness timeout, written to a
 /// file the stack applies.
@@ -43,31 +40,8 @@ fn options_with(queue: &str, app: &tempfile::NamedTempFile, feedback: bool) -> S
     }
 }
 
-/// Sets the Deployment's status as its controller would with `available` of its replicas
-/// available (all updated), at its current generation.
-async fn set_available(stack: &Stack, name: &str, available: i64) {
-    let api: Api<Deployment> = Api::namespaced(stack.client.clone(), &stack.ns);
-    let d = api.get(name).await.unwrap();
-    let replicas = d.spec.replicas.unwrap_or(1);
-    let status = json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "status": {
-            "observedGeneration": d.metadata.generation,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": available,
-            "availableReplicas": available,
-        },
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply("deployment-controller").force(),
-        &Patch::Apply(&status),
-    )
-    .await
-    .unwrap();
+async fn set_available(stack: &Stack, name: &str, available: i32) {
+    stack.set_deployment_available(name, available).await;
 }
 
 async fn wait_rollout(stack: &Stack, pr: u64, state: RolloutState, commit: &str) -> PR {

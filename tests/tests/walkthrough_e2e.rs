@@ -81,3 +81,137 @@ async fn the_istio_reviewapp_walkthrough_applies_a_crd_kind_end_to_end() {
         .unwrap();
     assert_eq!(vs.data["spec"]["hosts"][0], "pr124.review-app.example");
 }
+
+/// The walkthrough with PR feedback on: the webhook function, the applier with
+/// `--feedback-queue-url`, the notifier under the Lambda runtime emulator fed by the event source
+/// mapping's stand-in, and GitHub's stand-in validating every request against GitHub's published
+/// OpenAPI description. Readiness is driven by setting each Deployment's status as its
+/// controller would (the control plane has no kubelet).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_walkthrough_ends_with_deployment_statuses_and_one_comment_per_pull_request_on_github()
+{
+    use kubetempura_tests::harness::github_api::{APP_KEYS_DIR, GitHubStandIn};
+    use kubetempura_tests::harness::notifier::NotifierFunction;
+    use kubetempura_tests::walkthrough::{SHA_1, SHA_2};
+    use std::time::Duration;
+
+    const APP_ID: u64 = 123_123;
+    let text =
+        std::fs::read_to_string(workspace_file("infra/examples/reviewapp-sample.yaml")).unwrap();
+    let mut app: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    app["spec"]["environmentURL"] = "https://pr{{PR_NUMBER}}.review.example.com".into();
+    let manifest = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(manifest.path(), serde_yaml::to_string(&app).unwrap()).unwrap();
+    let stack = Stack::start(StackOptions {
+        queue: "walkthrough-feedback".into(),
+        manifests: vec![manifest.path().to_owned()],
+        feedback: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let github = GitHubStandIn::start_test_app(APP_ID).await;
+    github.install("mercari/not-exists");
+    let feedback = stack.feedback_queues.clone().unwrap();
+    let mut env = stack.sqs.env();
+    env.extend(
+        [
+            ("GITHUB_APP_ID", APP_ID.to_string()),
+            (
+                "GITHUB_APP_PRIVATE_KEY",
+                std::fs::read_to_string(format!("{APP_KEYS_DIR}/test-app-private-key.pem"))
+                    .unwrap(),
+            ),
+            ("GITHUB_API_URL", github.url()),
+            ("FEEDBACK_QUEUE_URL", feedback.url.clone()),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    let notifier = NotifierFunction::start(&env).await;
+    // What the event source mapping does: everything on the queue goes to the function.
+    let drain = async || {
+        let deliveries = notifier
+            .pump_until_empty(
+                &stack.sqs,
+                &feedback.url,
+                &feedback.arn,
+                Duration::from_secs(60),
+            )
+            .await;
+        let failed: Vec<_> = deliveries.iter().filter(|d| d.failed).collect();
+        assert!(failed.is_empty(), "{failed:#?}\n{}", notifier.output());
+    };
+    // Each environment: deploying once applied, ready once its Deployment rolled out.
+    let roll_out = async |pr: u64, sha: &str| {
+        let name = format!("reviewapp-sample-pr{pr}");
+        stack.wait_feedback_sent(&name, "deploying", sha).await;
+        stack.set_deployment_available(&name, 1).await;
+        stack.wait_feedback_sent(&name, "ready", sha).await;
+        drain().await;
+    };
+    play(&stack, &[], async |step| match step {
+        0 => roll_out(123, SHA_1).await,
+        1 => roll_out(124, SHA_1).await,
+        2 => roll_out(123, SHA_2).await,
+        _ => {}
+    })
+    .await;
+    stack
+        .wait_feedback_sent("reviewapp-sample-pr123", "closed", SHA_2)
+        .await;
+    drain().await;
+
+    // GitHub: a deployment per environment and commit, with its statuses in order.
+    let statuses = |environment: &str, sha: &str| -> Vec<String> {
+        let found: Vec<_> = github
+            .deployments()
+            .into_iter()
+            .filter(|d| d.environment == environment && d.sha == sha)
+            .collect();
+        assert_eq!(found.len(), 1, "{environment}@{sha}: {found:#?}");
+        let d = &found[0];
+        assert!(
+            d.transient_environment && !d.production_environment,
+            "{d:#?}"
+        );
+        d.statuses
+            .iter()
+            .map(|s| match s.state.as_str() {
+                "success" => format!("success {}", s.environment_url),
+                other => other.to_owned(),
+            })
+            .collect()
+    };
+    let ok = |pr: u64| format!("success https://pr{pr}.review.example.com");
+    assert_eq!(github.deployments().len(), 3, "{:#?}", github.deployments());
+    assert_eq!(
+        statuses("reviewapp-sample-pr123", SHA_1),
+        ["in_progress".to_owned(), ok(123), "inactive".to_owned()]
+    );
+    assert_eq!(
+        statuses("reviewapp-sample-pr123", SHA_2),
+        ["in_progress".to_owned(), ok(123), "inactive".to_owned()]
+    );
+    assert_eq!(
+        statuses("reviewapp-sample-pr124", SHA_1),
+        ["in_progress".to_owned(), ok(124)]
+    );
+    // One comment per pull request, its row current.
+    let comment = |pr: u64| {
+        let comments = github.comments("mercari/not-exists", pr);
+        assert_eq!(comments.len(), 1, "PR {pr}: {comments:#?}");
+        comments[0].body.clone()
+    };
+    let merged = comment(123);
+    assert!(
+        merged.contains("| `reviewapp-sample-pr123` | — | [`d0451ad`]")
+            && merged.contains("**Removed**: pull request merged"),
+        "{merged}"
+    );
+    let open = comment(124);
+    assert!(
+        open.contains("| `reviewapp-sample-pr124` | [pr124.review.example.com](https://pr124.review.example.com/) | [`32f7bfe`]")
+            && open.contains("**Ready**: 1 workload(s) rolled out"),
+        "{open}"
+    );
+    github.assert_no_violations();
+}

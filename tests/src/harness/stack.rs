@@ -414,6 +414,54 @@ impl Stack {
         .await;
     }
 
+    /// Sets a Deployment's status as its controller would with `available` of its replicas
+    /// available (all updated) at its current generation: the control plane runs no
+    /// Deployment controller and no kubelet.
+    pub async fn set_deployment_available(&self, name: &str, available: i32) {
+        let api: Api<k8s_openapi::api::apps::v1::Deployment> =
+            Api::namespaced(self.client.clone(), &self.ns);
+        let d = api.get(name).await.expect("get the Deployment");
+        let replicas = d.spec.replicas.unwrap_or(1);
+        let status = serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": name},
+            "status": {
+                "observedGeneration": d.metadata.generation,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": available,
+                "availableReplicas": available,
+            },
+        });
+        api.patch_status(
+            name,
+            &kube::api::PatchParams::apply("deployment-controller").force(),
+            &kube::api::Patch::Apply(&status),
+        )
+        .await
+        .expect("set the Deployment's status");
+    }
+
+    /// Waits until the applier recorded on the `PR` object `name` that it sent the feedback
+    /// `state` (`deploying`, `ready` …) about `commit`: the event is then on the feedback queue.
+    pub async fn wait_feedback_sent(&self, name: &str, state: &str, commit: &str) -> PR {
+        let api: Api<PR> = Api::namespaced(self.client.clone(), &self.ns);
+        wait_for(
+            &format!("feedback {state} of {commit} sent for {name}"),
+            Duration::from_secs(60),
+            || async {
+                api.get_opt(name).await.ok().flatten().filter(|p| {
+                    p.status
+                        .as_ref()
+                        .and_then(|s| s.feedback.as_ref())
+                        .is_some_and(|f| f.state == state && f.commit == commit)
+                })
+            },
+        )
+        .await
+    }
+
     /// Waits until a `PR` object reaches `phase`.
     pub async fn wait_pr_phase(&self, namespace: &str, name: &str, phase: Phase) -> PR {
         let api: Api<PR> = Api::namespaced(self.client.clone(), namespace);
