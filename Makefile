@@ -98,8 +98,8 @@ lambda: $(VENV)/.installed ## Build a function's bootstrap.zip (FUNCTION=webhook
 # Demo.
 
 .PHONY: demo
-demo: $(VENV)/.installed controlplane ## The whole system on loopback: play the walkthrough with signed deliveries (DEMO_KUBECONFIG=path for a real cluster)
-	$(CARGO) build --quiet --bins -p kubetempura-applier -p kubetempura-webhook -p kubetempura-tests
+demo: $(VENV)/.installed node_modules/.installed controlplane ## The whole system on loopback: play the walkthrough with signed deliveries (DEMO_KUBECONFIG=path for a real cluster)
+	$(CARGO) build --quiet --bins -p kubetempura-applier -p kubetempura-webhook -p kubetempura-notifier -p kubetempura-tests
 	$(TARGET_DIR)/debug/kubetempura-demo
 
 -include terraform/terraform.mk

@@ -177,3 +177,103 @@ pub async fn play(
     stack.wait_queue_drained().await;
     after_step(3).await;
 }
+
+/// PR feedback beside a [`Stack`] started with `feedback: true`: GitHub's stand-in (every
+/// request validated against GitHub's OpenAPI description) with a test App installed on the
+/// walkthrough's repository, and the notifier function under the Lambda runtime emulator, fed
+/// from the feedback queue as AWS's event source mapping would.
+pub struct Feedback {
+    pub github: crate::harness::github_api::GitHubStandIn,
+    pub notifier: crate::harness::notifier::NotifierFunction,
+    queue: crate::harness::sqs::Queues,
+}
+
+/// The GitHub App of the walkthrough's feedback.
+pub const APP_ID: u64 = 123_123;
+
+/// The sample ReviewApp with an `environmentURL`, written to a file a [`Stack`] applies.
+pub fn sample_with_url() -> tempfile::NamedTempFile {
+    let text = std::fs::read_to_string(crate::harness::stack::workspace_file(
+        "infra/examples/reviewapp-sample.yaml",
+    ))
+    .expect("read the sample ReviewApp");
+    let mut app: serde_json::Value = serde_yaml::from_str(&text).expect("sample ReviewApp");
+    app["spec"]["environmentURL"] = "https://pr{{PR_NUMBER}}.review.example.com".into();
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(
+        file.path(),
+        serde_yaml::to_string(&app).expect("ReviewApp YAML"),
+    )
+    .expect("write the ReviewApp");
+    file
+}
+
+impl Feedback {
+    /// Starts GitHub's stand-in and the notifier for `stack`'s feedback queue.
+    pub async fn start(stack: &Stack) -> Self {
+        use crate::harness::github_api::{APP_KEYS_DIR, GitHubStandIn};
+        let github = GitHubStandIn::start_test_app(APP_ID).await;
+        let (_, owner, name) =
+            kubetempura_common::naming::split_repository_url(REPO).expect("repository URL");
+        github.install(&format!("{owner}/{name}"));
+        let queue = stack
+            .feedback_queues
+            .clone()
+            .expect("a stack started with feedback: true");
+        let key = std::fs::read_to_string(format!("{APP_KEYS_DIR}/test-app-private-key.pem"))
+            .expect("the test App's key");
+        let mut env = stack.sqs.env();
+        env.extend(
+            [
+                ("GITHUB_APP_ID", APP_ID.to_string()),
+                ("GITHUB_APP_PRIVATE_KEY", key),
+                ("GITHUB_API_URL", github.url()),
+                ("FEEDBACK_QUEUE_URL", queue.url.clone()),
+            ]
+            .map(|(k, v)| (k.to_owned(), v)),
+        );
+        let notifier = crate::harness::notifier::NotifierFunction::start(&env).await;
+        Self {
+            github,
+            notifier,
+            queue,
+        }
+    }
+
+    /// Hands everything on the feedback queue to the notifier; panics when it failed one.
+    pub async fn drain(&self, stack: &Stack) {
+        let deliveries = self
+            .notifier
+            .pump_until_empty(
+                &stack.sqs,
+                &self.queue.url,
+                &self.queue.arn,
+                std::time::Duration::from_secs(60),
+            )
+            .await;
+        let failed: Vec<_> = deliveries.iter().filter(|d| d.failed).collect();
+        assert!(failed.is_empty(), "{failed:#?}\n{}", self.notifier.output());
+    }
+
+    /// PR `pr`'s environment at `sha`: `deploying` once applied; with `roll_out`, its Deployment
+    /// is then marked available as its controller would (the control plane has no kubelet) and
+    /// the environment becomes `ready`. Both reach GitHub.
+    pub async fn follow(&self, stack: &Stack, pr: u64, sha: &str, roll_out: bool) {
+        let name = format!("reviewapp-sample-pr{pr}");
+        stack.wait_feedback_sent(&name, "deploying", sha).await;
+        if roll_out {
+            stack.set_deployment_available(&name, 1).await;
+            stack.wait_feedback_sent(&name, "ready", sha).await;
+        }
+        self.drain(stack).await;
+    }
+
+    /// The body of the one comment on pull request `pr`, if there is one (panics on several).
+    pub fn comment(&self, pr: u64) -> Option<String> {
+        let (_, owner, name) =
+            kubetempura_common::naming::split_repository_url(REPO).expect("repository URL");
+        let comments = self.github.comments(&format!("{owner}/{name}"), pr);
+        assert!(comments.len() <= 1, "PR {pr}: {comments:#?}");
+        comments.first().map(|c| c.body.clone())
+    }
+}

@@ -90,18 +90,9 @@ async fn the_istio_reviewapp_walkthrough_applies_a_crd_kind_end_to_end() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_walkthrough_ends_with_deployment_statuses_and_one_comment_per_pull_request_on_github()
 {
-    use kubetempura_tests::harness::github_api::{APP_KEYS_DIR, GitHubStandIn};
-    use kubetempura_tests::harness::notifier::NotifierFunction;
-    use kubetempura_tests::walkthrough::{SHA_1, SHA_2};
-    use std::time::Duration;
+    use kubetempura_tests::walkthrough::{Feedback, SHA_1, SHA_2, sample_with_url};
 
-    const APP_ID: u64 = 123_123;
-    let text =
-        std::fs::read_to_string(workspace_file("infra/examples/reviewapp-sample.yaml")).unwrap();
-    let mut app: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-    app["spec"]["environmentURL"] = "https://pr{{PR_NUMBER}}.review.example.com".into();
-    let manifest = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(manifest.path(), serde_yaml::to_string(&app).unwrap()).unwrap();
+    let manifest = sample_with_url();
     let stack = Stack::start(StackOptions {
         queue: "walkthrough-feedback".into(),
         manifests: vec![manifest.path().to_owned()],
@@ -109,56 +100,19 @@ async fn the_walkthrough_ends_with_deployment_statuses_and_one_comment_per_pull_
         ..StackOptions::default()
     })
     .await;
-    let github = GitHubStandIn::start_test_app(APP_ID).await;
-    github.install("mercari/not-exists");
-    let feedback = stack.feedback_queues.clone().unwrap();
-    let mut env = stack.sqs.env();
-    env.extend(
-        [
-            ("GITHUB_APP_ID", APP_ID.to_string()),
-            (
-                "GITHUB_APP_PRIVATE_KEY",
-                std::fs::read_to_string(format!("{APP_KEYS_DIR}/test-app-private-key.pem"))
-                    .unwrap(),
-            ),
-            ("GITHUB_API_URL", github.url()),
-            ("FEEDBACK_QUEUE_URL", feedback.url.clone()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
-    let notifier = NotifierFunction::start(&env).await;
-    // What the event source mapping does: everything on the queue goes to the function.
-    let drain = async || {
-        let deliveries = notifier
-            .pump_until_empty(
-                &stack.sqs,
-                &feedback.url,
-                &feedback.arn,
-                Duration::from_secs(60),
-            )
-            .await;
-        let failed: Vec<_> = deliveries.iter().filter(|d| d.failed).collect();
-        assert!(failed.is_empty(), "{failed:#?}\n{}", notifier.output());
-    };
-    // Each environment: deploying once applied, ready once its Deployment rolled out.
-    let roll_out = async |pr: u64, sha: &str| {
-        let name = format!("reviewapp-sample-pr{pr}");
-        stack.wait_feedback_sent(&name, "deploying", sha).await;
-        stack.set_deployment_available(&name, 1).await;
-        stack.wait_feedback_sent(&name, "ready", sha).await;
-        drain().await;
-    };
+    let feedback = Feedback::start(&stack).await;
     play(&stack, &[], async |step| match step {
-        0 => roll_out(123, SHA_1).await,
-        1 => roll_out(124, SHA_1).await,
-        2 => roll_out(123, SHA_2).await,
+        0 => feedback.follow(&stack, 123, SHA_1, true).await,
+        1 => feedback.follow(&stack, 124, SHA_1, true).await,
+        2 => feedback.follow(&stack, 123, SHA_2, true).await,
         _ => {}
     })
     .await;
     stack
         .wait_feedback_sent("reviewapp-sample-pr123", "closed", SHA_2)
         .await;
-    drain().await;
+    feedback.drain(&stack).await;
+    let github = &feedback.github;
 
     // GitHub: a deployment per environment and commit, with its statuses in order.
     let statuses = |environment: &str, sha: &str| -> Vec<String> {
@@ -196,11 +150,7 @@ async fn the_walkthrough_ends_with_deployment_statuses_and_one_comment_per_pull_
         ["in_progress".to_owned(), ok(124)]
     );
     // One comment per pull request, its row current.
-    let comment = |pr: u64| {
-        let comments = github.comments("mercari/not-exists", pr);
-        assert_eq!(comments.len(), 1, "PR {pr}: {comments:#?}");
-        comments[0].body.clone()
-    };
+    let comment = |pr: u64| feedback.comment(pr).expect("a comment");
     let merged = comment(123);
     assert!(
         merged.contains("| `reviewapp-sample-pr123` | — | [`d0451ad`]")
