@@ -49,6 +49,11 @@ pub struct ReviewAppSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub environment_url: Option<String>,
+    /// Where to read each environment's logs (a dashboard, a log search), rendered like
+    /// `environmentURL`, e.g. `https://grafana.example.com/explore?ns=review&pr={{PR_NUMBER}}`.
+    /// Linked from the pull request's deployment statuses. Absent: no link.
+    #[serde(default, rename = "logURL", skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
     /// How long the environment's workloads (Deployments, StatefulSets, DaemonSets) may take to
     /// roll out after an apply before the environment counts as failed, as a duration such as
     /// `10m`, `90s` or `1h30m`. Absent: 10 minutes.
@@ -261,6 +266,9 @@ pub struct PRStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub environment_url: Option<String>,
+    /// Where to read the environment's logs (the ReviewApp's `logURL`, rendered).
+    #[serde(default, rename = "logURL", skip_serializing_if = "Option::is_none")]
+    pub log_url: Option<String>,
     /// The rollout of the applied commit: whether its workloads are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
@@ -492,6 +500,7 @@ mod tests {
             resources: Vec::new(),
             policy: None,
             environment_url: None,
+            log_url: None,
             readiness_timeout: t.map(str::to_owned),
         };
         assert_eq!(spec(None).readiness_timeout(), DEFAULT_READINESS_TIMEOUT);

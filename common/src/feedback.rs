@@ -202,6 +202,7 @@ pub struct Desired {
     pub commit: String,
     pub message: String,
     pub environment_url: Option<String>,
+    pub log_url: Option<String>,
 }
 
 impl Desired {
@@ -214,6 +215,7 @@ impl Desired {
             &self.commit,
             &self.message,
             self.environment_url.as_deref().unwrap_or_default(),
+            self.log_url.as_deref().unwrap_or_default(),
         ] {
             h.update(part.as_bytes());
             h.update([0]);
@@ -242,7 +244,7 @@ impl Desired {
             state: self.state,
             message: bounded_message(&self.message),
             environment_url: self.environment_url.clone(),
-            log_url: None,
+            log_url: self.log_url.clone(),
             time,
         })
     }
@@ -271,15 +273,16 @@ pub fn desired(pr: &crate::crd::PR) -> Option<Desired> {
         Phase::Closed => (FeedbackState::Closed, head, message),
         Phase::Skipped => (FeedbackState::Skipped, head, message),
     };
-    let environment_url = match state {
-        FeedbackState::Closed | FeedbackState::Skipped => None,
-        _ => status.environment_url.clone(),
+    let (environment_url, log_url) = match state {
+        FeedbackState::Closed | FeedbackState::Skipped => (None, None),
+        _ => (status.environment_url.clone(), status.log_url.clone()),
     };
     Some(Desired {
         state,
         commit,
         message,
         environment_url,
+        log_url,
     })
 }
 
@@ -442,7 +445,8 @@ mod tests {
             pr(
                 serde_json::json!({"phase": "Applied", "message": "2 object(s) applied",
                 "appliedCommit": "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-                "environmentURL": "https://pr12.example.com", "rollout": r}),
+                "environmentURL": "https://pr12.example.com", "logURL": "https://logs.example.com/12",
+                "rollout": r}),
             )
         };
         let d = desired(&applied(rollout("Progressing", "waiting"))).expect("desired");
@@ -454,6 +458,10 @@ mod tests {
         assert_eq!(d.message, "waiting");
         let ready = desired(&applied(rollout("Complete", "1 workload(s) rolled out"))).expect("d");
         assert_eq!(ready.state, FeedbackState::Ready);
+        assert_eq!(
+            ready.log_url.as_deref(),
+            Some("https://logs.example.com/12")
+        );
         assert_eq!(
             ready.environment_url.as_deref(),
             Some("https://pr12.example.com")

@@ -135,16 +135,22 @@ pub fn render_str<'a>(
 /// Renders a ReviewApp's `environmentURL` for one pull request: every placeholder must be a
 /// known variable, and the result an absolute `http` or `https` URL with a host.
 pub fn render_environment_url(template: &str, vars: &Variables) -> Result<String, String> {
+    render_url("environmentURL", template, vars)
+}
+
+/// Renders a URL field of a ReviewApp (`field` names it in errors) like
+/// [`render_environment_url`].
+pub fn render_url(field: &str, template: &str, vars: &Variables) -> Result<String, String> {
     let mut unknown = BTreeSet::new();
     let rendered = render_str(template, vars, &mut unknown);
     if let Some(first) = unknown.into_iter().next() {
-        return Err(format!("environmentURL {template:?}: {first}"));
+        return Err(format!("{field} {template:?}: {first}"));
     }
     let url = url::Url::parse(&rendered)
-        .map_err(|e| format!("environmentURL {template:?} renders to {rendered:?}: {e}"))?;
+        .map_err(|e| format!("{field} {template:?} renders to {rendered:?}: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
         return Err(format!(
-            "environmentURL {template:?} renders to {rendered:?}, not an http(s) URL with a host"
+            "{field} {template:?} renders to {rendered:?}, not an http(s) URL with a host"
         ));
     }
     Ok(rendered.into_owned())
@@ -870,6 +876,8 @@ mod tests {
         ] {
             let e = render_environment_url(bad, &v).unwrap_err();
             assert!(e.contains("environmentURL"), "{bad}: {e}");
+            let e = render_url("logURL", bad, &v).unwrap_err();
+            assert!(e.starts_with("logURL"), "{bad}: {e}");
         }
     }
 }

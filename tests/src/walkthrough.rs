@@ -199,6 +199,7 @@ pub fn sample_with_url() -> tempfile::NamedTempFile {
     .expect("read the sample ReviewApp");
     let mut app: serde_json::Value = serde_yaml::from_str(&text).expect("sample ReviewApp");
     app["spec"]["environmentURL"] = "https://pr{{PR_NUMBER}}.review.example.com".into();
+    app["spec"]["logURL"] = "https://logs.example.com/review?pr={{PR_NUMBER}}".into();
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(
         file.path(),

@@ -538,3 +538,16 @@ async fn a_close_of_an_environment_never_shown_adds_no_comment() {
     );
     stack.github.assert_no_violations();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_skip_of_an_environment_never_deployed_is_shown() {
+    // A pull request the policy does not deploy (a draft …) says so.
+    let stack = Stack::start("skip-shown", 2).await;
+    stack
+        .apply(&[event("web", SHA1, FeedbackState::Skipped, 0)])
+        .await;
+    let rows = stack.rows(REPO, PR);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0][3].starts_with("**Skipped**"), "{rows:?}");
+    stack.github.assert_no_violations();
+}

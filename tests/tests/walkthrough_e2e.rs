@@ -130,12 +130,14 @@ async fn the_walkthrough_ends_with_deployment_statuses_and_one_comment_per_pull_
         d.statuses
             .iter()
             .map(|s| match s.state.as_str() {
-                "success" => format!("success {}", s.environment_url),
+                "success" => format!("success {} {}", s.environment_url, s.log_url),
                 other => other.to_owned(),
             })
             .collect()
     };
-    let ok = |pr: u64| format!("success https://pr{pr}.review.example.com");
+    let ok = |pr: u64| {
+        format!("success https://pr{pr}.review.example.com https://logs.example.com/review?pr={pr}")
+    };
     assert_eq!(github.deployments().len(), 3, "{:#?}", github.deployments());
     assert_eq!(
         statuses("reviewapp-sample-pr123", SHA_1),

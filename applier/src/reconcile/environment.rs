@@ -14,7 +14,7 @@ use kubetempura_common::event::{PrAction, PrEvent};
 use kubetempura_common::naming::{RepoKey, pr_object_name};
 use kubetempura_common::policy::{Decision, Scope, decide};
 use kubetempura_common::render::{
-    RenderContext, Variables, render_environment_url, render_resources, short_sha,
+    RenderContext, Variables, render_environment_url, render_resources, render_url, short_sha,
 };
 use serde_json::json;
 
@@ -228,6 +228,22 @@ impl<'a> Environment<'a> {
         write_pr_status(self.ctx, &pr, status).await
     }
 
+    /// The environment's URL and log URL, rendered from the ReviewApp's fields.
+    fn render_urls(&self, vars: &Variables) -> Result<(Option<String>, Option<String>), String> {
+        let spec = &self.app.spec;
+        let url = spec
+            .environment_url
+            .as_deref()
+            .map(|t| render_environment_url(t, vars))
+            .transpose()?;
+        let log_url = spec
+            .log_url
+            .as_deref()
+            .map(|t| render_url("logURL", t, vars))
+            .transpose()?;
+        Ok((url, log_url))
+    }
+
     /// Who owns this environment's objects.
     fn identity(&self, pr: &PR) -> Identity {
         Identity {
@@ -319,20 +335,16 @@ impl<'a> Environment<'a> {
             // Before any cluster-scoped object exists, so none can outlive the ReviewApp.
             finalizer::ensure(ctx, self.app).await?;
         }
-        let url = match self.app.spec.environment_url.as_deref() {
-            None => None,
-            Some(template) => match render_environment_url(template, &vars) {
-                Ok(url) => Some(url),
-                Err(e) => {
-                    let msg = format!("ReviewApp {}: {e}", self.app_name);
-                    update_app_status(ctx, self.app, Err(&msg), &[]).await?;
-                    let status =
-                        statuses.failed("InvalidTemplate", &msg, previous_inventory.to_vec());
-                    return self
-                        .record_failure(pr, status, ("InvalidTemplate", "Render"), msg)
-                        .await;
-                }
-            },
+        let urls = match self.render_urls(&vars) {
+            Ok(urls) => urls,
+            Err(e) => {
+                let msg = format!("ReviewApp {}: {e}", self.app_name);
+                update_app_status(ctx, self.app, Err(&msg), &[]).await?;
+                let status = statuses.failed("InvalidTemplate", &msg, previous_inventory.to_vec());
+                return self
+                    .record_failure(pr, status, ("InvalidTemplate", "Render"), msg)
+                    .await;
+            }
         };
         let identity = self.identity(&pr);
         let started = std::time::Instant::now();
@@ -395,7 +407,7 @@ impl<'a> Environment<'a> {
             msg = format!("{msg}; not pruned: {}", pruned.refused.join("; "));
         }
         let pr = self
-            .write_status(pr, statuses.applied(&event.head_sha, applied, &msg, url))
+            .write_status(pr, statuses.applied(&event.head_sha, applied, &msg, urls))
             .await?;
         update_app_status(ctx, self.app, Ok(()), &rendered.warnings).await?;
         self.publish(&pr, EventType::Normal, "Applied", "Apply", msg)

@@ -103,7 +103,7 @@ impl StatusBuilder<'_> {
         head_sha: &str,
         inventory: Vec<InventoryEntry>,
         message: &str,
-        url: Option<String>,
+        (url, log_url): (Option<String>, Option<String>),
     ) -> PRStatus {
         let rollout = self.rollout(head_sha, &inventory);
         let mut conditions = self.ready(true, "Applied", message);
@@ -118,6 +118,7 @@ impl StatusBuilder<'_> {
             closed_at: None,
             conditions,
             environment_url: url,
+            log_url,
             rollout: Some(rollout),
             feedback: None,
         }

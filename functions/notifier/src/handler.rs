@@ -5,7 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use kubetempura_common::feedback::FeedbackEvent;
+use kubetempura_common::feedback::{FeedbackEvent, FeedbackState};
 
 use crate::comment::{CommentState, Links, web_url};
 use crate::deployment::{create_deployment_body, status_body, status_state};
@@ -194,10 +194,10 @@ pub async fn notify(github: &GitHub, event: &FeedbackEvent) -> Result<Outcome, F
         return Ok(Outcome::Stale);
     }
     let deployments = record_deployment(github, event, &environment).await?;
-    if event.state.is_removed() && state.shown(&environment).is_none() {
-        // An environment the pull request never showed (a close or skip seen first, e.g. for
-        // the records an applier finds when feedback is first turned on) adds no row, and no
-        // comment to a pull request that has none.
+    if event.state == FeedbackState::Closed && state.shown(&environment).is_none() {
+        // The close of an environment the pull request never showed (e.g. the tombstones an
+        // applier finds when feedback is first turned on) adds no row, and no comment to a
+        // pull request that has none. A skip does: "not deployed: drafts are skipped" is news.
         tracing::info!(repository, pr = event.pr_number, environment, state = %event.state, "a removed environment the comment never showed; no row");
         return Ok(Outcome::Shown {
             deployments,
