@@ -178,6 +178,9 @@ pub async fn post(
     delivery_id: &str,
     body: &[u8],
 ) -> anyhow::Result<(u16, String)> {
+    // reqwest's rustls may be built without a provider (the notifier's TLS, unified in a
+    // workspace build): the process default is kube's, aws-lc-rs.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let resp = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")

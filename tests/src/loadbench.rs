@@ -653,7 +653,7 @@ async fn send_all(
     args: &Args,
     run: &str,
 ) -> Vec<SendTimes> {
-    let http = reqwest::Client::new();
+    let http = crate::harness::http();
     let limit = Arc::new(Semaphore::new(args.max_in_flight.max(1)));
     let times: Arc<Mutex<Vec<SendTimes>>> =
         Arc::new(Mutex::new(vec![SendTimes::default(); events.len()]));

@@ -45,7 +45,7 @@ struct Client {
 
 impl Client {
     fn new(standin: &GitHubStandIn) -> Client {
-        let http = reqwest::Client::new();
+        let http = kubetempura_tests::harness::http();
         Client {
             http,
             base: standin.url(),
@@ -401,7 +401,7 @@ async fn requests_the_description_refuses_are_answered_like_github_and_recorded(
     assert!(standin.comments(REPO, 7).is_empty());
 
     let before = standin.violations().len();
-    let bare = reqwest::Client::new().get(format!("{}{comments}", standin.url()));
+    let bare = kubetempura_tests::harness::http().get(format!("{}{comments}", standin.url()));
     let answer = bare
         .header("authorization", &auth)
         .send()

@@ -16,7 +16,9 @@ use kubetempura_tests::harness::wait_for;
 
 /// `/readyz`: status and body.
 async fn readyz(stack: &Stack) -> (u16, String) {
-    let resp = reqwest::get(format!("{}/readyz", stack.applier().metrics_url))
+    let resp = kubetempura_tests::harness::http()
+        .get(format!("{}/readyz", stack.applier().metrics_url))
+        .send()
         .await
         .unwrap();
     (resp.status().as_u16(), resp.text().await.unwrap())

@@ -49,7 +49,7 @@ impl ApplierProcess {
         let mut process = ChildGuard::spawn("kubetempura-run", cmd);
         let metrics_url = format!("http://127.0.0.1:{port}");
         let ready = format!("{metrics_url}/readyz");
-        let client = reqwest::Client::new();
+        let client = super::http();
         wait_for(
             "the applier to become ready",
             Duration::from_secs(60),
@@ -110,7 +110,9 @@ impl ApplierProcess {
 
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
-        reqwest::get(format!("{}/metrics", self.metrics_url))
+        super::http()
+            .get(format!("{}/metrics", self.metrics_url))
+            .send()
             .await
             .expect("GET /metrics")
             .text()

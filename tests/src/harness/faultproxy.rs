@@ -358,7 +358,7 @@ mod tests {
             "{}/api/v1/namespaces/d/configmaps?fieldManager=t",
             proxy.url()
         );
-        let resp = reqwest::Client::new()
+        let resp = crate::harness::http()
             .post(url)
             .bearer_auth("s3cret")
             .header(header::CONTENT_TYPE, "application/json")
@@ -393,7 +393,7 @@ mod tests {
         };
         proxy.add_fault(rule).expect("rule");
         let url = format!("{}/api/v1/namespaces/d/configmaps/c", proxy.url());
-        let resp = reqwest::get(&url).await.expect("send");
+        let resp = crate::harness::http().get(&url).send().await.expect("send");
         assert_eq!(
             (resp.status().as_u16(), &resp.headers()[header::RETRY_AFTER]),
             (503, &HeaderValue::from(3))
@@ -410,7 +410,15 @@ mod tests {
             "a faulted request reached the upstream"
         );
         assert!(proxy.faults().is_empty(), "the counted rule is used up");
-        assert_eq!(reqwest::get(&url).await.expect("send").status(), 200);
+        assert_eq!(
+            crate::harness::http()
+                .get(&url)
+                .send()
+                .await
+                .expect("send")
+                .status(),
+            200
+        );
         let log: Vec<_> = proxy
             .requests()
             .iter()
@@ -428,7 +436,9 @@ mod tests {
             .add_fault(FaultRule::delay("GET", "/api/", 300, 1))
             .expect("rule");
         let sent = Instant::now();
-        let resp = reqwest::get(format!("{}/api/v1/namespaces", proxy.url()))
+        let resp = crate::harness::http()
+            .get(format!("{}/api/v1/namespaces", proxy.url()))
+            .send()
             .await
             .expect("send");
         assert_eq!(resp.status(), 200);
@@ -446,7 +456,7 @@ mod tests {
     async fn drop_watches_ends_an_open_watch_stream() {
         let (proxy, _, seen) = proxy().await;
         let url = format!("{}/api/v1/configmaps?watch=true", proxy.url());
-        let mut resp = reqwest::get(url).await.expect("send");
+        let mut resp = crate::harness::http().get(url).send().await.expect("send");
         assert_eq!(
             next_chunk(&mut resp).await.as_deref(),
             Some(&b"ADDED\n"[..])

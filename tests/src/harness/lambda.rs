@@ -88,7 +88,7 @@ impl WebhookFunction {
             env_file,
         } = watch("webhook", env);
         let url = format!("http://127.0.0.1:{port}/lambda-url/webhook");
-        let client = reqwest::Client::new();
+        let client = super::http();
         wait_for(
             "the webhook function under cargo lambda watch",
             Duration::from_secs(300),

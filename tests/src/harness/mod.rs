@@ -98,7 +98,7 @@ where
 
 /// Waits until an HTTP GET of `url` answers with any status below 500.
 pub async fn wait_http(what: &str, url: &str, timeout: Duration) {
-    let client = reqwest::Client::new();
+    let client = http();
     wait_for(what, timeout, || {
         let req = client.get(url).timeout(Duration::from_secs(2));
         async move {
@@ -110,4 +110,12 @@ pub async fn wait_http(what: &str, url: &str, timeout: Duration) {
         }
     })
     .await;
+}
+
+/// An HTTP client for the tests. The workspace's `reqwest` is built with rustls and no built-in
+/// crypto provider (the notifier's TLS, unified into every crate of a workspace build), so the
+/// process default — aws-lc-rs, the provider kube uses — is installed first.
+pub fn http() -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -66,7 +66,7 @@ impl NotifierFunction {
         } = watch("notifier", env);
         let invoke_url =
             format!("http://127.0.0.1:{port}/2015-03-31/functions/notifier/invocations");
-        let client = reqwest::Client::new();
+        let client = super::http();
         wait_for(
             "the notifier function under cargo lambda watch",
             Duration::from_secs(300),
