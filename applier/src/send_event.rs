@@ -37,6 +37,10 @@ pub struct SendEventArgs {
     /// Base branch.
     #[arg(long, default_value = "main")]
     pub base: String,
+    /// With --action edited: the base branch before the edit (GitHub's `changes.base.ref.from`;
+    /// kubetempura acts on an `edited` delivery only when the base branch changed).
+    #[arg(long, value_name = "BRANCH")]
+    pub base_from: Option<String>,
     /// Pull request author.
     #[arg(long, default_value = "octocat")]
     pub author: String,
@@ -72,6 +76,8 @@ pub struct Delivery {
     pub action: String,
     pub branch: String,
     pub base: String,
+    /// With action `edited`: the base branch before the edit.
+    pub base_from: Option<String>,
     pub author: String,
     pub title: String,
     pub labels: Vec<String>,
@@ -91,6 +97,7 @@ impl Delivery {
             action: action.to_owned(),
             branch: "feature".to_owned(),
             base: "main".to_owned(),
+            base_from: None,
             author: "octocat".to_owned(),
             title: "A pull request".to_owned(),
             labels: Vec::new(),
@@ -124,7 +131,7 @@ impl Delivery {
         };
         let updated = self.updated_at.to_rfc3339_opts(SecondsFormat::Secs, true);
         let closed = self.action == "closed";
-        let body = json!({
+        let mut body = json!({
             "action": self.action,
             "number": self.pr,
             "pull_request": {
@@ -147,6 +154,9 @@ impl Delivery {
             "repository": {"name": name, "full_name": full_name, "html_url": url, "owner": {"login": owner}},
             "sender": {"login": self.author},
         });
+        if let Some(from) = &self.base_from {
+            body["changes"] = json!({"base": {"ref": {"from": from}, "sha": {"from": "0000000000000000000000000000000000000000"}}});
+        }
         Ok(serde_json::to_vec(&body)?)
     }
 }
@@ -212,6 +222,7 @@ pub async fn run(args: &SendEventArgs, out: &mut dyn Write) -> anyhow::Result<()
         action: args.action.clone(),
         branch: args.branch.clone(),
         base: args.base.clone(),
+        base_from: args.base_from.clone(),
         author: args.author.clone(),
         title: args.title.clone(),
         labels: args.labels.clone(),

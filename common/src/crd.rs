@@ -132,6 +132,10 @@ pub struct ReviewAppPolicy {
     /// Deploy only pull requests carrying every one of these labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub required_labels: Vec<String>,
+    /// Never deploy pull requests carrying any of these labels (e.g. `no-preview`); an
+    /// excluded label wins over a required one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_labels: Vec<String>,
     /// Deploy only pull requests whose head branch matches one of these glob patterns (`*` any
     /// run of characters, `?` one character). Empty: any branch.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -309,6 +309,18 @@ pub fn decide(policy: Option<&ReviewAppPolicy>, event: &PrEvent) -> Decision {
             "pull request is a draft and spec.policy.deployDrafts is false".to_owned(),
         );
     }
+    let excluded: Vec<&str> = p
+        .excluded_labels
+        .iter()
+        .filter(|l| event.labels.iter().any(|have| have == *l))
+        .map(String::as_str)
+        .collect();
+    if !excluded.is_empty() {
+        return Decision::Skip(format!(
+            "pull request carries excluded label(s): {}",
+            excluded.join(", ")
+        ));
+    }
     let missing: Vec<&str> = p
         .required_labels
         .iter()
@@ -538,6 +550,28 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(decide(Some(&allow), &e), Decision::Deploy);
+    }
+
+    #[test]
+    fn an_excluded_label_wins_over_a_required_one() {
+        let p = ReviewAppPolicy {
+            required_labels: vec!["preview".into()],
+            excluded_labels: vec!["no-preview".into(), "wip".into()],
+            ..Default::default()
+        };
+        let mut e = event();
+        e.labels = vec!["preview".into()];
+        assert_eq!(decide(Some(&p), &e), Decision::Deploy);
+        e.labels = vec!["preview".into(), "wip".into()];
+        assert_eq!(
+            decide(Some(&p), &e),
+            Decision::Skip("pull request carries excluded label(s): wip".into())
+        );
+        e.labels = vec!["no-preview".into()];
+        assert!(
+            matches!(decide(Some(&p), &e), Decision::Skip(r) if r.contains("excluded") && r.contains("no-preview")),
+            "excluded is reported before a missing required label"
+        );
     }
 
     #[test]

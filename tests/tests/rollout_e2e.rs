@@ -13,23 +13,17 @@ use std::time::Duration;
 use guarantees_support::*;
 use kubetempura_common::crd::{PR, RolloutState};
 use kubetempura_common::feedback::{FeedbackEvent, FeedbackState};
-use kubetempura_tests::harness::stack::{Stack, StackOptions, workspace_file};
+use kubetempura_tests::harness::stack::{Stack, StackOptions};
 use kubetempura_tests::harness::wait_for;
-use serde_json::Value;
 
-/// The sample ReviewApp with `replicas` replicas and the given readiness timeout, written to a
-/// file the stack applies.
+/// The sample ReviewApp with `replicas` replicas and the given readiness timeout.
 fn sample_with(replicas: i64, timeout: Option<&str>) -> tempfile::NamedTempFile {
-    let text =
-        std::fs::read_to_string(workspace_file("infra/examples/reviewapp-sample.yaml")).unwrap();
-    let mut app: Value = serde_yaml::from_str(&text).unwrap();
-    app["spec"]["resources"][0]["spec"]["replicas"] = replicas.into();
-    if let Some(t) = timeout {
-        app["spec"]["readinessTimeout"] = t.into();
-    }
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_yaml::to_string(&app).unwrap()).unwrap();
-    file
+    sample_app_with(|app| {
+        app["spec"]["resources"][0]["spec"]["replicas"] = replicas.into();
+        if let Some(t) = timeout {
+            app["spec"]["readinessTimeout"] = t.into();
+        }
+    })
 }
 
 fn options_with(queue: &str, app: &tempfile::NamedTempFile, feedback: bool) -> StackOptions {
