@@ -191,15 +191,15 @@ pub struct Feedback {
 /// The GitHub App of the walkthrough's feedback.
 pub const APP_ID: u64 = 123_123;
 
-/// The sample ReviewApp with an `environmentURL`, written to a file a [`Stack`] applies.
-pub fn sample_with_url() -> tempfile::NamedTempFile {
+/// The sample ReviewApp changed by `edit`, written to a file a [`Stack`] applies (keep the file
+/// until the stack started).
+pub fn sample_app_with(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::NamedTempFile {
     let text = std::fs::read_to_string(crate::harness::stack::workspace_file(
         "infra/examples/reviewapp-sample.yaml",
     ))
     .expect("read the sample ReviewApp");
     let mut app: serde_json::Value = serde_yaml::from_str(&text).expect("sample ReviewApp");
-    app["spec"]["environmentURL"] = "https://pr{{PR_NUMBER}}.review.example.com".into();
-    app["spec"]["logURL"] = "https://logs.example.com/review?pr={{PR_NUMBER}}".into();
+    edit(&mut app);
     let file = tempfile::NamedTempFile::new().expect("temp file");
     std::fs::write(
         file.path(),
@@ -209,14 +209,27 @@ pub fn sample_with_url() -> tempfile::NamedTempFile {
     file
 }
 
+/// The sample ReviewApp with an `environmentURL` and a `logURL`.
+pub fn sample_with_url() -> tempfile::NamedTempFile {
+    sample_app_with(|app| {
+        app["spec"]["environmentURL"] = "https://pr{{PR_NUMBER}}.review.example.com".into();
+        app["spec"]["logURL"] = "https://logs.example.com/review?pr={{PR_NUMBER}}".into();
+    })
+}
+
+/// The walkthrough's repository as `owner/name`, as GitHub names it.
+fn full_name() -> String {
+    let (_, owner, name) =
+        kubetempura_common::naming::split_repository_url(REPO).expect("repository URL");
+    format!("{owner}/{name}")
+}
+
 impl Feedback {
     /// Starts GitHub's stand-in and the notifier for `stack`'s feedback queue.
     pub async fn start(stack: &Stack) -> Self {
         use crate::harness::github_api::{APP_KEYS_DIR, GitHubStandIn};
         let github = GitHubStandIn::start_test_app(APP_ID).await;
-        let (_, owner, name) =
-            kubetempura_common::naming::split_repository_url(REPO).expect("repository URL");
-        github.install(&format!("{owner}/{name}"));
+        github.install(&full_name());
         let queue = stack
             .feedback_queues
             .clone()
@@ -271,9 +284,7 @@ impl Feedback {
 
     /// The body of the one comment on pull request `pr`, if there is one (panics on several).
     pub fn comment(&self, pr: u64) -> Option<String> {
-        let (_, owner, name) =
-            kubetempura_common::naming::split_repository_url(REPO).expect("repository URL");
-        let comments = self.github.comments(&format!("{owner}/{name}"), pr);
+        let comments = self.github.comments(&full_name(), pr);
         assert!(comments.len() <= 1, "PR {pr}: {comments:#?}");
         comments.first().map(|c| c.body.clone())
     }

@@ -34,10 +34,6 @@ fn options_with(queue: &str, app: &tempfile::NamedTempFile, feedback: bool) -> S
     }
 }
 
-async fn set_available(stack: &Stack, name: &str, available: i32) {
-    stack.set_deployment_available(name, available).await;
-}
-
 async fn wait_rollout(stack: &Stack, pr: u64, state: RolloutState, commit: &str) -> PR {
     wait_for(
         &format!("PR {pr}'s rollout of {commit} {state:?}"),
@@ -86,14 +82,14 @@ async fn an_environment_is_ready_once_its_deployment_rolled_out_and_rolls_again_
     assert_eq!(rollout.state, RolloutState::Progressing, "{rollout:?}");
     assert_eq!(condition(&pr, "RolledOut").1, "Progressing");
 
-    set_available(&stack, &env_name(1), 1).await;
+    stack.set_deployment_available(&env_name(1), 1).await;
     // One of two available is not a rollout; the whole one is.
     let partial = get_pr(&stack, 1).await.unwrap();
     assert_eq!(
         partial.status.unwrap().rollout.unwrap().state,
         RolloutState::Progressing
     );
-    set_available(&stack, &env_name(1), 2).await;
+    stack.set_deployment_available(&env_name(1), 2).await;
     let ready = wait_rollout(&stack, 1, RolloutState::Complete, &sha(1)).await;
     assert_eq!(
         condition(&ready, "RolledOut"),
@@ -112,7 +108,7 @@ async fn an_environment_is_ready_once_its_deployment_rolled_out_and_rolls_again_
     wait_applied(&stack, 1, &sha(2)).await;
     let rolling = wait_rollout(&stack, 1, RolloutState::Progressing, &sha(2)).await;
     assert_eq!(condition(&rolling, "RolledOut").1, "Progressing");
-    set_available(&stack, &env_name(1), 2).await;
+    stack.set_deployment_available(&env_name(1), 2).await;
     wait_rollout(&stack, 1, RolloutState::Complete, &sha(2)).await;
 }
 
@@ -121,7 +117,7 @@ async fn a_rollout_that_does_not_finish_within_the_timeout_fails_with_the_reason
     let app = sample_with(3, Some("3s"));
     let stack = Stack::start(options_with("rollout-timeout", &app, false)).await;
     open_applied(&stack, 1).await;
-    set_available(&stack, &env_name(1), 2).await;
+    stack.set_deployment_available(&env_name(1), 2).await;
     let late = wait_rollout(&stack, 1, RolloutState::TimedOut, &sha(1)).await;
     let expected = format!(
         "Deployment {}: 2 of 3 replicas available after 3s",
@@ -165,7 +161,7 @@ async fn each_state_change_reaches_the_feedback_queue_once_in_order() {
     );
     assert_eq!(deploying.review_app, "reviewapp-sample");
 
-    set_available(&stack, &env_name(7), 1).await;
+    stack.set_deployment_available(&env_name(7), 1).await;
     let ready = next_feedback(&stack).await;
     assert_eq!(ready.state, FeedbackState::Ready);
     assert_eq!(ready.message, "1 workload(s) rolled out");

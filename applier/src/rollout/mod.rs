@@ -76,33 +76,28 @@ impl Workloads {
         if !entry.is_workload() {
             return None;
         }
-        let ns = entry.namespace.as_deref().unwrap_or_default();
-        let key = |name: &str| (name.to_owned(), ns.to_owned());
-        let missing = || Progress {
+        let found = match entry.kind.as_str() {
+            "Deployment" => lookup(&self.deployments, entry).map(|d| readiness::deployment(&d)),
+            "StatefulSet" => {
+                lookup(&self.stateful_sets, entry).map(|s| readiness::stateful_set(&s))
+            }
+            _ => lookup(&self.daemon_sets, entry).map(|d| readiness::daemon_set(&d)),
+        };
+        Some(found.unwrap_or_else(|| Progress {
             ready: false,
             detail: format!("{} {}: not found", entry.kind, entry.name),
-        };
-        let (name, ns) = key(&entry.name);
-        let found = match entry.kind.as_str() {
-            "Deployment" => {
-                lookup(&self.deployments, &name, &ns, entry).map(|d| readiness::deployment(&d))
-            }
-            "StatefulSet" => {
-                lookup(&self.stateful_sets, &name, &ns, entry).map(|s| readiness::stateful_set(&s))
-            }
-            _ => lookup(&self.daemon_sets, &name, &ns, entry).map(|d| readiness::daemon_set(&d)),
-        };
-        Some(found.unwrap_or_else(missing))
+        }))
     }
 }
 
 /// The cached workload of `entry`, if it is still the object that was applied (same uid when
 /// the inventory recorded one).
-fn lookup<K>(store: &Store<K>, name: &str, ns: &str, entry: &InventoryEntry) -> Option<Arc<K>>
+fn lookup<K>(store: &Store<K>, entry: &InventoryEntry) -> Option<Arc<K>>
 where
     K: Resource<DynamicType = ()> + Clone,
 {
-    let found = store.get(&ObjectRef::new(name).within(ns))?;
+    let ns = entry.namespace.as_deref().unwrap_or_default();
+    let found = store.get(&ObjectRef::new(&entry.name).within(ns))?;
     match (&entry.uid, found.meta().uid.as_ref()) {
         (Some(want), Some(have)) if want != have => None,
         _ => Some(found),

@@ -55,18 +55,8 @@ pub fn delivery(pr: u64, sha: &str, action: &str, minute: i64) -> Delivery {
 #[allow(unused_imports)] // Only some suites use it.
 pub use kubetempura_tests::harness::stack::event_of;
 
-/// The sample ReviewApp changed by `edit`, written to a file a [`Stack`] applies (keep the file
-/// until the stack started).
-#[allow(dead_code)] // Only some suites use it.
-pub fn sample_app_with(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::NamedTempFile {
-    let text =
-        std::fs::read_to_string(workspace_file("infra/examples/reviewapp-sample.yaml")).unwrap();
-    let mut app: serde_json::Value = serde_yaml::from_str(&text).unwrap();
-    edit(&mut app);
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), serde_yaml::to_string(&app).unwrap()).unwrap();
-    file
-}
+#[allow(unused_imports)] // Only some suites use it.
+pub use kubetempura_tests::walkthrough::sample_app_with;
 
 /// The sample ReviewApp, no webhook function (events are sent straight to the queue), fast
 /// retries, and `extra` applier arguments.
