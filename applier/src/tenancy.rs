@@ -176,6 +176,7 @@ async fn record(ctx: &Ctx, app: &ReviewApp, msg: &str) -> Result<bool, Failure> 
             last_transition_time,
             observed_generation: app.metadata.generation,
         }],
+        ..ReviewAppStatus::default()
     };
     if wanted == previous {
         return Ok(false);

@@ -60,6 +60,49 @@ pub struct ReviewAppSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "duration_schema")]
     pub readiness_timeout: Option<String>,
+    /// Checks that must have succeeded for a head commit before it is deployed (build-gated
+    /// rollout): until then the environment stays on its previous commit (phase `Waiting`), and
+    /// a failed check stops it there (phase `Blocked`). Absent: every push deploys at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for: Option<WaitFor>,
+    /// Remove an environment after this long without a push (idle expiry), as a duration such
+    /// as `48h`: its objects are deleted, its `PR` record stays in phase `Expired`, and the next
+    /// push (or adding `wakeLabel`) brings it back. Absent: environments live until closed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_schema")]
+    pub expire_after: Option<String>,
+    /// A label that, when added to the pull request, brings back an expired environment (and
+    /// counts as a push for `expireAfter`), e.g. `preview`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "label_schema")]
+    pub wake_label: Option<String>,
+    /// At most this many environments of this ReviewApp are deployed at once; the others wait in
+    /// phase `Queued`, oldest pull request first, until one closes, expires or stops passing
+    /// the policy. Absent: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "max_active_schema")]
+    pub max_active: Option<u32>,
+}
+
+/// The checks a build-gated ReviewApp waits for. Names are matched exactly, as GitHub shows
+/// them; a check is satisfied when its latest result for the head commit is `success`,
+/// `neutral` or `skipped`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitFor {
+    /// Check runs, by name (the `check_run` event), e.g. `build`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_runs: Vec<String>,
+    /// Check suites, by the slug of the GitHub App that runs them (the `check_suite` event),
+    /// e.g. `github-actions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check_suites: Vec<String>,
+    /// GitHub Actions workflow runs, by workflow name (the `workflow_run` event), e.g. `CI`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workflows: Vec<String>,
+    /// Commit statuses, by context (the `status` event), e.g. `ci/circleci: build`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<String>,
 }
 
 /// The readiness timeout when a ReviewApp names none.
@@ -73,6 +116,16 @@ impl ReviewAppSpec {
             .as_deref()
             .and_then(parse_duration)
             .unwrap_or(DEFAULT_READINESS_TIMEOUT)
+    }
+
+    /// The idle expiry, if any (a value that overflows counts as none).
+    pub fn expire_after(&self) -> Option<std::time::Duration> {
+        self.expire_after.as_deref().and_then(parse_duration)
+    }
+
+    /// The build gate, if it awaits anything.
+    pub fn gate(&self) -> Option<&WaitFor> {
+        self.wait_for.as_ref().filter(|w| !w.is_empty())
     }
 }
 
@@ -117,6 +170,23 @@ fn duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     })
 }
 
+/// A label name as GitHub allows it (at most 50 characters).
+fn label_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": 50
+    })
+}
+
+fn max_active_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer",
+        "format": "int32",
+        "minimum": 1
+    })
+}
+
 /// Filters deciding which pull requests get an environment. Every field is optional and the
 /// defaults deploy every pull request that is not from a fork.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -156,12 +226,28 @@ pub struct ReviewAppStatus {
     /// How many pull requests currently have a live environment.
     #[serde(default, rename = "activePRs", skip_serializing_if = "Option::is_none")]
     pub active_prs: Option<i64>,
+    /// How many environments wait for checks (`Waiting`) or were stopped by one (`Blocked`).
+    #[serde(default, rename = "waitingPRs", skip_serializing_if = "is_zero")]
+    pub waiting_prs: i64,
+    #[serde(default, rename = "blockedPRs", skip_serializing_if = "is_zero")]
+    pub blocked_prs: i64,
+    /// How many environments wait for a free slot under `maxActive` (`Queued`).
+    #[serde(default, rename = "queuedPRs", skip_serializing_if = "is_zero")]
+    pub queued_prs: i64,
+    /// How many environments were removed after `expireAfter` without a push (`Expired`).
+    #[serde(default, rename = "expiredPRs", skip_serializing_if = "is_zero")]
+    pub expired_prs: i64,
     /// Placeholders that look like variables but are not known (left verbatim).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
     /// `TemplateValid` and `Ready`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference.
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 /// The record of one pull request's environment for one ReviewApp, named
@@ -216,6 +302,11 @@ pub struct PRSpec {
     pub fork: bool,
     /// The pull request's `updated_at` of the latest event applied (orders events).
     pub last_event_at: String,
+    /// The `updated_at` of the latest push (opened, reopened, a new head commit) or wake
+    /// (`wakeLabel` added): `expireAfter` counts from it. Absent in records written before it
+    /// was recorded (`lastEventAt` counts then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_push_at: Option<String>,
     /// `X-GitHub-Delivery` of the latest event applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery_id: Option<String>,
@@ -235,6 +326,32 @@ pub enum Phase {
     Skipped,
     /// The pull request is closed; its objects were deleted.
     Closed,
+    /// The head commit waits for the ReviewApp's `waitFor` checks; the previous commit (if any)
+    /// stays deployed.
+    Waiting,
+    /// An awaited check failed on the head commit; the previous commit (if any) stays deployed.
+    Blocked,
+    /// The ReviewApp's `maxActive` environments are deployed; this one waits for a free slot.
+    Queued,
+    /// No push for the ReviewApp's `expireAfter`: the objects were deleted, the next push (or
+    /// the wake label) brings them back.
+    Expired,
+}
+
+impl Phase {
+    /// The phase as `kubectl get prs` shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "Applied",
+            Self::Failed => "Failed",
+            Self::Skipped => "Skipped",
+            Self::Closed => "Closed",
+            Self::Waiting => "Waiting",
+            Self::Blocked => "Blocked",
+            Self::Queued => "Queued",
+            Self::Expired => "Expired",
+        }
+    }
 }
 
 /// Observed state of an environment.
@@ -276,10 +393,36 @@ pub struct PRStatus {
     /// The rollout of the applied commit: whether its workloads are ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// The build gate of the head commit, while it is not passed (`Waiting`, `Blocked`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateStatus>,
+    /// Position in the ReviewApp's `maxActive` queue (1: deployed next), while `Queued`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
+    /// When the environment expired (RFC 3339), while `Expired`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expired_at: Option<String>,
     /// The last environment state sent to the feedback queue (`kubetempura run
     /// --feedback-queue-url`), so each change is sent once, after restarts too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feedback: Option<FeedbackRecord>,
+}
+
+/// The build gate of a head commit that is not deployed yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GateStatus {
+    /// The head commit waiting.
+    pub commit: String,
+    /// The awaited checks that have not succeeded yet, e.g. "check run `build`".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    /// The awaited check that failed, e.g. "check run `build`".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<String>,
+    /// Where to see the failed check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// Where the rollout of an applied commit stands.
@@ -317,7 +460,8 @@ pub struct Rollout {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FeedbackRecord {
-    /// `deploying`, `ready`, `failed`, `closed` or `skipped`.
+    /// `deploying`, `ready`, `failed`, `closed`, `skipped`, `waiting`, `blocked`, `queued` or
+    /// `expired`.
     pub state: String,
     /// The commit the state was about.
     pub commit: String,

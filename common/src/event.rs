@@ -132,25 +132,10 @@ pub struct PrEvent {
 }
 
 impl PrEvent {
-    /// The FIFO message group: `owner/name#number`, so one PR's events stay in order. SQS takes
-    /// at most 128 characters and GitHub allows a 39-character owner and a 100-character
-    /// repository name: a longer group keeps the first characters of the repository, then `~`
-    /// and 16 hex digits of the full name's SHA-256 (deterministic, so every event of the PR
-    /// lands in the same group), then `#number`.
+    /// The FIFO message group: `owner/name#number`, so one PR's events stay in order (bounded
+    /// to SQS's 128 characters by [`bounded_group`]).
     pub fn message_group_id(&self) -> String {
-        const MAX: usize = 128;
-        let full = format!("{}#{}", self.repository.full_name, self.number);
-        if full.len() <= MAX {
-            return full;
-        }
-        use sha2::Digest as _;
-        let digest = hex::encode(sha2::Sha256::digest(self.repository.full_name.as_bytes()));
-        let suffix = format!("~{}#{}", &digest[..16], self.number);
-        let mut keep = MAX - suffix.len();
-        while !self.repository.full_name.is_char_boundary(keep) {
-            keep -= 1;
-        }
-        format!("{}{suffix}", &self.repository.full_name[..keep])
+        bounded_group(&self.repository.full_name, &format!("#{}", self.number))
     }
 
     /// True for actions that end the environment.
@@ -176,6 +161,27 @@ impl PrEvent {
         }
         serde_json::from_str(body).map_err(EventError::Message)
     }
+}
+
+/// A FIFO message group of `full_name` followed by `suffix` (`#number`, `@sha`). SQS takes at
+/// most 128 characters and GitHub allows a 39-character owner and a 100-character repository
+/// name: a longer group keeps the first characters of the repository, then `~` and 16 hex digits
+/// of the full name's SHA-256 (deterministic, so every message of one pull request or commit
+/// lands in the same group), then the suffix.
+pub fn bounded_group(full_name: &str, suffix: &str) -> String {
+    const MAX: usize = 128;
+    let full = format!("{full_name}{suffix}");
+    if full.len() <= MAX {
+        return full;
+    }
+    use sha2::Digest as _;
+    let digest = hex::encode(sha2::Sha256::digest(full_name.as_bytes()));
+    let suffix = format!("~{}{suffix}", &digest[..16]);
+    let mut keep = MAX.saturating_sub(suffix.len());
+    while !full_name.is_char_boundary(keep) {
+        keep -= 1;
+    }
+    format!("{}{suffix}", &full_name[..keep])
 }
 
 /// Errors of normalising a delivery or reading a queue message.

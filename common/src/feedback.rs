@@ -40,6 +40,18 @@ pub enum FeedbackState {
     /// The ReviewApp's policy does not deploy this pull request (fork, draft, labels, branches);
     /// any environment it had was removed.
     Skipped,
+    /// The head commit waits for the ReviewApp's `waitFor` checks (the message names them); the
+    /// previous commit, if any, still serves.
+    Waiting,
+    /// An awaited check failed on the head commit (the message names it, with its link); the
+    /// previous commit, if any, still serves.
+    Blocked,
+    /// The ReviewApp's `maxActive` environments are deployed; this one waits for a slot (the
+    /// message says how many are ahead).
+    Queued,
+    /// Removed after the ReviewApp's `expireAfter` without a push (the message says how to
+    /// wake it).
+    Expired,
 }
 
 impl FeedbackState {
@@ -51,12 +63,16 @@ impl FeedbackState {
             Self::Failed => "failed",
             Self::Closed => "closed",
             Self::Skipped => "skipped",
+            Self::Waiting => "waiting",
+            Self::Blocked => "blocked",
+            Self::Queued => "queued",
+            Self::Expired => "expired",
         }
     }
 
     /// Whether the environment is gone in this state (its GitHub deployment becomes inactive).
     pub fn is_removed(self) -> bool {
-        matches!(self, Self::Closed | Self::Skipped)
+        matches!(self, Self::Closed | Self::Skipped | Self::Expired)
     }
 }
 
@@ -272,9 +288,20 @@ pub fn desired(pr: &crate::crd::PR) -> Option<Desired> {
         Phase::Failed => (FeedbackState::Failed, head, message),
         Phase::Closed => (FeedbackState::Closed, head, message),
         Phase::Skipped => (FeedbackState::Skipped, head, message),
+        Phase::Waiting => (FeedbackState::Waiting, head, message),
+        Phase::Blocked => (FeedbackState::Blocked, head, message),
+        Phase::Queued => (FeedbackState::Queued, head, message),
+        Phase::Expired => (
+            FeedbackState::Expired,
+            status.applied_commit.clone().unwrap_or(head),
+            message,
+        ),
     };
     let (environment_url, log_url) = match state {
-        FeedbackState::Closed | FeedbackState::Skipped => (None, None),
+        FeedbackState::Closed
+        | FeedbackState::Skipped
+        | FeedbackState::Expired
+        | FeedbackState::Queued => (None, None),
         _ => (status.environment_url.clone(), status.log_url.clone()),
     };
     Some(Desired {

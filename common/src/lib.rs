@@ -6,6 +6,7 @@
 //! ([`signature`]), template rendering ([`render`]), the object policy ([`policy`]), the
 //! custom resource types ([`crd`]) and naming rules ([`naming`]).
 
+pub mod check;
 pub mod crd;
 pub mod event;
 pub mod feedback;

@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::finalizer;
 use super::objects::{self, Identity};
-use super::record::{event_from_pr, event_time, is_finished_tombstone, is_open, pr_spec};
+use super::record::{event_from_pr, event_time, is_finished_tombstone, is_open, last_push_at, pr_spec};
 use super::status::{StatusBuilder, update_app_status, write_pr_status};
 use super::{Ctx, Outcome, Trigger};
 use crate::kubeapi::Failure;
@@ -129,8 +129,8 @@ impl<'a> Environment<'a> {
             return self.close(event, existing).await;
         }
         match decide(self.app.spec.policy.as_ref(), event) {
-            Decision::Skip(reason) => self.skip(event, existing, reason).await,
-            Decision::Deploy => self.deploy(event, existing).await,
+            Decision::Skip(reason) => self.skip(event, existing, reason, trigger).await,
+            Decision::Deploy => self.deploy(event, existing, trigger).await,
         }
     }
 
@@ -162,7 +162,7 @@ impl<'a> Environment<'a> {
         };
         event.action = PrAction::Closed;
         event.state = "closed".to_owned();
-        let tombstone = self.write_record(&event, true, Some(pr)).await?;
+        let tombstone = self.write_record(&event, true, Some(pr), Trigger::Rerender).await?;
         self.finish_close(tombstone, how).await
     }
 
@@ -183,12 +183,19 @@ impl<'a> Environment<'a> {
         event: &PrEvent,
         closed: bool,
         existing: Option<&PR>,
+        trigger: Trigger,
     ) -> Result<PR, Failure> {
         let mut owner = self.app.controller_owner_ref(&()).ok_or_else(|| {
             Failure::transient(format!("ReviewApp {} has no uid yet", self.app_name))
         })?;
         owner.block_owner_deletion = Some(true);
-        let spec = pr_spec(&self.app_name, event, closed);
+        let pushed_at = last_push_at(
+            existing,
+            event,
+            trigger == Trigger::Event,
+            self.app.spec.wake_label.as_deref(),
+        );
+        let spec = pr_spec(&self.app_name, event, closed, pushed_at);
         let mut body = json!({
             "apiVersion": PR::api_version(&()),
             "kind": PR::kind(&()),
@@ -289,7 +296,12 @@ impl<'a> Environment<'a> {
 
     /// Renders the templates for `event` and applies what they produce; prunes what they no
     /// longer produce.
-    async fn deploy(&self, event: &PrEvent, existing: Option<&PR>) -> Result<Outcome, Failure> {
+    async fn deploy(
+        &self,
+        event: &PrEvent,
+        existing: Option<&PR>,
+        trigger: Trigger,
+    ) -> Result<Outcome, Failure> {
         let ctx = self.ctx;
         let previous = existing.and_then(|p| p.status.as_ref());
         let statuses = self.statuses(previous);
@@ -305,7 +317,7 @@ impl<'a> Environment<'a> {
                 scopes.insert((av.to_owned(), kind.to_owned()), scope);
             }
         }
-        let pr = self.write_record(event, false, existing).await?;
+        let pr = self.write_record(event, false, existing, trigger).await?;
         let owner = owner_ref(&pr)?;
         let vars = Variables::from_event(event, &self.app_name, &self.ns);
         let scope_of =
@@ -425,8 +437,9 @@ impl<'a> Environment<'a> {
         event: &PrEvent,
         existing: Option<&PR>,
         reason: String,
+        trigger: Trigger,
     ) -> Result<Outcome, Failure> {
-        let pr = self.write_record(event, false, existing).await?;
+        let pr = self.write_record(event, false, existing, trigger).await?;
         let inventory = existing
             .and_then(|p| p.status.as_ref())
             .map(|s| s.inventory.as_slice())
@@ -452,7 +465,9 @@ impl<'a> Environment<'a> {
     /// finished (its inventory lists what is left) and late events cannot resurrect it
     /// meanwhile; the redelivered message or the resync finishes it.
     async fn close(&self, event: &PrEvent, existing: Option<&PR>) -> Result<Outcome, Failure> {
-        let pr = self.write_record(event, true, existing).await?;
+        let pr = self
+            .write_record(event, true, existing, Trigger::Event)
+            .await?;
         let how = if event.merged { "merged" } else { "closed" };
         self.finish_close(pr, how).await
     }

@@ -13,8 +13,9 @@ pub fn event_time(pr: &PR) -> Option<DateTime<Utc>> {
         .map(|t| t.with_timezone(&Utc))
 }
 
-/// The record's spec for `event`.
-pub fn pr_spec(app_name: &str, event: &PrEvent, closed: bool) -> PRSpec {
+/// The record's spec for `event`; `last_push_at` is the time expiry counts from (see
+/// [`last_push_at`]).
+pub fn pr_spec(app_name: &str, event: &PrEvent, closed: bool, last_push_at: String) -> PRSpec {
     PRSpec {
         review_app: app_name.to_owned(),
         repository: event.repository.html_url.clone(),
@@ -30,9 +31,55 @@ pub fn pr_spec(app_name: &str, event: &PrEvent, closed: bool) -> PRSpec {
         last_event_at: event
             .updated_at
             .to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        last_push_at: Some(last_push_at),
         last_delivery_id: Some(event.delivery_id.clone()),
         closed,
     }
+}
+
+/// The time of the latest push or wake after `event` (`pushed`: the event comes from GitHub, not
+/// a re-render): the event's own time when it opens, reopens or moves the head commit, or adds
+/// `wake_label`; otherwise what `existing` recorded.
+pub fn last_push_at(
+    existing: Option<&PR>,
+    event: &PrEvent,
+    pushed: bool,
+    wake_label: Option<&str>,
+) -> String {
+    let recorded = existing.map(|pr| {
+        pr.spec
+            .last_push_at
+            .clone()
+            .unwrap_or_else(|| pr.spec.last_event_at.clone())
+    });
+    let now = || event.updated_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let Some(pr) = existing else {
+        return now();
+    };
+    if !pushed {
+        return recorded.unwrap_or_else(now);
+    }
+    let woken = wake_label.is_some_and(|l| {
+        event.labels.iter().any(|x| x == l) && !pr.spec.labels.iter().any(|x| x == l)
+    });
+    let pushed = matches!(
+        event.action,
+        PrAction::Opened | PrAction::Reopened | PrAction::Synchronize
+    ) || pr.spec.head_sha != event.head_sha
+        || pr.spec.closed;
+    if pushed || woken {
+        now()
+    } else {
+        recorded.unwrap_or_else(now)
+    }
+}
+
+/// When expiry counts from for `pr`.
+pub fn pushed_at(pr: &PR) -> Option<DateTime<Utc>> {
+    let t = pr.spec.last_push_at.as_deref().unwrap_or(&pr.spec.last_event_at);
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// False only when GitHub reported the pull request as closed (an event without a state, as

@@ -120,7 +120,7 @@ impl StatusBuilder<'_> {
             environment_url: url,
             log_url,
             rollout: Some(rollout),
-            feedback: None,
+            ..PRStatus::default()
         }
     }
 
@@ -312,6 +312,7 @@ async fn write_app_status(
             &message,
             app.metadata.generation,
         )],
+        ..ReviewAppStatus::default()
     };
     let same_but_count = ReviewAppStatus {
         active_prs: previous.active_prs,
