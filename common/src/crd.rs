@@ -650,9 +650,15 @@ mod tests {
             environment_url: None,
             log_url: None,
             readiness_timeout: t.map(str::to_owned),
+            wait_for: None,
+            expire_after: Some("48h".into()),
+            wake_label: None,
+            max_active: None,
         };
         assert_eq!(spec(None).readiness_timeout(), DEFAULT_READINESS_TIMEOUT);
         assert_eq!(spec(Some("2m")).readiness_timeout().as_secs(), 120);
+        assert_eq!(spec(None).expire_after().map(|d| d.as_secs()), Some(48 * 3600));
+        assert_eq!(spec(None).gate(), None);
     }
 
     #[test]
