@@ -31,13 +31,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName, QueueAttributeName};
-use kubetempura_common::event::PrEvent;
+use kubetempura_common::check::QueueMessage;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::reconcile::{Ctx, handle_event};
+use crate::reconcile::{Ctx, handle_message};
 
 /// Consumer settings.
 #[derive(Debug, Clone)]
@@ -433,7 +433,7 @@ impl Consumer {
             self.ctx.metrics.observe_age(a);
         }
         let body = m.body.as_deref().unwrap_or_default();
-        let event = match PrEvent::from_json(body) {
+        let message = match QueueMessage::from_json(body) {
             Ok(e) => e,
             Err(e) => {
                 // Never deleted: it goes to the dead-letter queue after the max receive count.
@@ -444,14 +444,21 @@ impl Consumer {
                 return Processed::Poison;
             }
         };
-        let span = tracing::info_span!("event", delivery = %event.delivery_id, repository = %event.repository.full_name, pr = event.number, action = %event.action);
+        let span = match &message {
+            QueueMessage::PullRequest(event) => {
+                tracing::info_span!("event", delivery = %event.delivery_id, repository = %event.repository.full_name, pr = event.number, action = %event.action)
+            }
+            QueueMessage::Check(check) => {
+                tracing::info_span!("check", delivery = %check.delivery_id, repository = %check.repository.full_name, pr = ?check.pull_request, check = %check.name, sha = %check.head_sha, state = ?check.state)
+            }
+        };
         // The span is entered only while polling (never held across an await), so log lines of
         // other messages processed on the same thread are not attributed to this one.
         async {
             let first = Instant::now();
             let mut attempt: u32 = 1;
             loop {
-                match handle_event(&self.ctx, &event).await {
+                match handle_message(&self.ctx, &message).await {
                     Ok(outcomes) => {
                         self.log_outcomes(&outcomes);
                         self.delete(m).await;
@@ -505,7 +512,11 @@ impl Consumer {
             match o {
                 crate::reconcile::Outcome::Stale(reason)
                 | crate::reconcile::Outcome::Skipped(reason)
-                | crate::reconcile::Outcome::Failed(reason) => {
+                | crate::reconcile::Outcome::Failed(reason)
+                | crate::reconcile::Outcome::Gated(reason)
+                | crate::reconcile::Outcome::Queued(reason)
+                | crate::reconcile::Outcome::Expired(reason)
+                | crate::reconcile::Outcome::Recorded(reason) => {
                     tracing::info!(outcome = o.label(), reason = %reason, "event handled")
                 }
                 _ => tracing::info!(outcome = o.label(), detail = ?o, "event handled"),

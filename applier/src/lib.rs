@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod feedback;
 pub mod kube_client;
 pub mod kubeapi;
+pub mod ledger;
 pub mod metrics;
 pub mod reconcile;
 pub mod render_cmd;

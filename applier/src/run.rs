@@ -95,6 +95,12 @@ pub struct RunArgs {
     /// Period of the full resync of every environment against its ReviewApp, in seconds (0: off).
     #[arg(long, env = "KUBETEMPURA_RESYNC_SECONDS", default_value_t = 600)]
     pub resync_seconds: u64,
+    /// Period of the lifecycle sweep, in seconds: environments idle for their ReviewApp's
+    /// `expireAfter` are expired, and queued environments take the slots `maxActive` frees.
+    /// Only ReviewApps using those fields are looked at; the sweep reads the caches and writes
+    /// only what changes.
+    #[arg(long, env = "KUBETEMPURA_LIFECYCLE_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub lifecycle_seconds: u64,
     /// On SIGTERM, how long in-flight work may take before the process exits, in seconds.
     #[arg(long, env = "KUBETEMPURA_SHUTDOWN_GRACE_SECONDS", default_value_t = 25)]
     pub shutdown_grace_seconds: u64,
@@ -344,8 +350,8 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
     });
 }
 
-/// Re-renders environments when their ReviewApp changes, resyncs periodically, and collects
-/// expired tombstones.
+/// Re-renders environments when their ReviewApp changes, resyncs periodically, runs the
+/// lifecycle sweep (expiry, the `maxActive` queue), and collects expired tombstones.
 async fn maintain(
     ctx: Arc<Ctx>,
     mut changes: mpsc::UnboundedReceiver<AppChanged>,
@@ -359,6 +365,8 @@ async fn maintain(
     };
     let mut ticker = tokio::time::interval(resync);
     ticker.tick().await;
+    let mut lifecycle = tokio::time::interval(Duration::from_secs(args.lifecycle_seconds));
+    lifecycle.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Resync at start: whatever changed while no applier ran (an object deleted or edited behind
     // its back, a close left half-done) is repaired without waiting for a webhook or a tick.
     tokio::select! {
@@ -369,6 +377,7 @@ async fn maintain(
         tokio::select! {
             () = shutdown.cancelled() => return,
             Some(change) = changes.recv() => rerender_app(&ctx, Some((&change.namespace, &change.name))).await,
+            _ = lifecycle.tick() => crate::reconcile::lifecycle::sweep(&ctx).await,
             _ = ticker.tick() => {
                 rerender_app(&ctx, None).await;
                 collect_tombstones(&ctx, Duration::from_secs(args.tombstone_retention_seconds)).await;

@@ -236,7 +236,11 @@ impl WaitFor {
                     .iter()
                     .map(|n| (CheckKind::Workflow, n.as_str())),
             )
-            .chain(self.statuses.iter().map(|n| (CheckKind::Status, n.as_str())))
+            .chain(
+                self.statuses
+                    .iter()
+                    .map(|n| (CheckKind::Status, n.as_str())),
+            )
     }
 
     /// True when nothing is awaited.
@@ -349,7 +353,13 @@ mod tests {
                 CheckState::Success
             );
         }
-        for bad in ["failure", "cancelled", "timed_out", "action_required", "stale"] {
+        for bad in [
+            "failure",
+            "cancelled",
+            "timed_out",
+            "action_required",
+            "stale",
+        ] {
             assert_eq!(
                 CheckState::from_run("completed", Some(bad)),
                 CheckState::Failure,

@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
     status = "ReviewAppStatus",
     printcolumn = r#"{"name":"Repository","type":"string","jsonPath":".spec.githubRepository"}"#,
     printcolumn = r#"{"name":"Active","type":"integer","jsonPath":".status.activePRs"}"#,
+    printcolumn = r#"{"name":"Waiting","type":"integer","jsonPath":".status.waitingPRs","priority":1}"#,
+    printcolumn = r#"{"name":"Queued","type":"integer","jsonPath":".status.queuedPRs","priority":1}"#,
+    printcolumn = r#"{"name":"Expired","type":"integer","jsonPath":".status.expiredPRs","priority":1}"#,
     printcolumn = r#"{"name":"Valid","type":"string","jsonPath":".status.conditions[?(@.type==\"TemplateValid\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -267,6 +270,7 @@ fn is_zero(n: &i64) -> bool {
     printcolumn = r#"{"name":"Commit","type":"string","jsonPath":".status.commitShort"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
     printcolumn = r#"{"name":"Rollout","type":"string","jsonPath":".status.conditions[?(@.type==\"RolledOut\")].reason"}"#,
+    printcolumn = r#"{"name":"Queue","type":"integer","jsonPath":".status.queuePosition","priority":1}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.environmentURL","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -657,7 +661,10 @@ mod tests {
         };
         assert_eq!(spec(None).readiness_timeout(), DEFAULT_READINESS_TIMEOUT);
         assert_eq!(spec(Some("2m")).readiness_timeout().as_secs(), 120);
-        assert_eq!(spec(None).expire_after().map(|d| d.as_secs()), Some(48 * 3600));
+        assert_eq!(
+            spec(None).expire_after().map(|d| d.as_secs()),
+            Some(48 * 3600)
+        );
         assert_eq!(spec(None).gate(), None);
     }
 

@@ -7,8 +7,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
+use kubetempura_common::check::Gate;
 use kubetempura_common::crd::{
-    InventoryEntry, PR, PRStatus, ReviewApp, environment_id, object_annotations, object_labels,
+    GateStatus, InventoryEntry, PR, PRStatus, Phase, ReviewApp, environment_id, object_annotations,
+    object_labels,
 };
 use kubetempura_common::event::{PrAction, PrEvent};
 use kubetempura_common::naming::{RepoKey, pr_object_name};
@@ -19,8 +21,11 @@ use kubetempura_common::render::{
 use serde_json::json;
 
 use super::finalizer;
+use super::lifecycle;
 use super::objects::{self, Identity};
-use super::record::{event_from_pr, event_time, is_finished_tombstone, is_open, last_push_at, pr_spec};
+use super::record::{
+    event_from_pr, event_time, is_finished_tombstone, is_open, last_push_at, pr_spec,
+};
 use super::status::{StatusBuilder, update_app_status, write_pr_status};
 use super::{Ctx, Outcome, Trigger};
 use crate::kubeapi::Failure;
@@ -130,8 +135,197 @@ impl<'a> Environment<'a> {
         }
         match decide(self.app.spec.policy.as_ref(), event) {
             Decision::Skip(reason) => self.skip(event, existing, reason, trigger).await,
-            Decision::Deploy => self.deploy(event, existing, trigger).await,
+            Decision::Deploy => self.admit(event, existing, trigger).await,
         }
+    }
+
+    /// The lifecycle policies between passing the filters and deploying, in order: idle expiry
+    /// (`expireAfter`), the build gate (`waitFor`), the cap (`maxActive`). Each is computed
+    /// from the record and the check ledger, never from timers in memory, so a restart decides
+    /// the same.
+    async fn admit(
+        &self,
+        event: &PrEvent,
+        existing: Option<&PR>,
+        trigger: Trigger,
+    ) -> Result<Outcome, Failure> {
+        let spec = &self.app.spec;
+        if let Some(ttl) = spec.expire_after() {
+            let pushed_at = last_push_at(
+                existing,
+                event,
+                trigger == Trigger::Event,
+                spec.wake_label.as_deref(),
+            );
+            if lifecycle::is_expired(&pushed_at, ttl, chrono::Utc::now()) {
+                return self.expire(event, existing, trigger, ttl).await;
+            }
+        }
+        if let Some(wait_for) = spec.gate() {
+            let deployed = existing
+                .and_then(|p| p.status.as_ref())
+                .is_some_and(|s| lifecycle::is_deployed_at(s, &event.head_sha));
+            if !deployed {
+                let repo = RepoKey::parse(&event.repository.html_url).ok_or_else(|| {
+                    Failure::permanent(format!(
+                        "{} is not a repository URL",
+                        event.repository.html_url
+                    ))
+                })?;
+                let facts = crate::ledger::facts(self.ctx, &repo, &event.head_sha).await?;
+                let sha = short_sha(&event.head_sha);
+                match wait_for.evaluate(&facts) {
+                    Gate::Passed => {}
+                    Gate::Pending(missing) => {
+                        let msg = format!("waiting for {} on {sha}", missing.join(", "));
+                        let gate = GateStatus {
+                            commit: event.head_sha.clone(),
+                            pending: missing,
+                            failed: None,
+                            url: None,
+                        };
+                        return self
+                            .hold(event, existing, trigger, (Phase::Waiting, gate), msg)
+                            .await;
+                    }
+                    Gate::Failed { check } => {
+                        let how = check.conclusion.as_deref().unwrap_or("failure");
+                        let mut msg = format!("{} failed ({how}) on {sha}", check.describe());
+                        if let Some(url) = &check.url {
+                            msg = format!("{msg}: {url}");
+                        }
+                        let gate = GateStatus {
+                            commit: event.head_sha.clone(),
+                            pending: Vec::new(),
+                            failed: Some(check.describe()),
+                            url: check.url.clone(),
+                        };
+                        return self
+                            .hold(event, existing, trigger, (Phase::Blocked, gate), msg)
+                            .await;
+                    }
+                }
+            }
+        }
+        let Some(max) = spec.max_active else {
+            return self.deploy(event, existing, trigger).await;
+        };
+        if existing
+            .and_then(|p| p.status.as_ref())
+            .is_some_and(lifecycle::occupies_slot)
+        {
+            return self.deploy(event, existing, trigger).await;
+        }
+        // Deciding for a slot and taking it is one step within this process: environments of
+        // one capped ReviewApp are admitted one at a time.
+        let lock = self
+            .ctx
+            .lock_for(&self.ns, &format!("reviewapp:{}", self.app_name));
+        let _guard = lock.lock().await;
+        let others: Vec<_> = self
+            .ctx
+            .caches
+            .all_prs()
+            .into_iter()
+            .filter(|p| {
+                p.namespace().as_deref() == Some(self.ns.as_str())
+                    && p.spec.review_app == self.app_name
+                    && p.name_any() != self.pr_name
+            })
+            .map(|p| self.ctx.current_pr(&self.ns, &p.name_any()).unwrap_or(p))
+            .collect();
+        let slot = lifecycle::slot(max, event.number, others.iter().map(AsRef::as_ref));
+        match slot {
+            Ok(()) => self.deploy(event, existing, trigger).await,
+            Err(position) => self.queue(event, existing, trigger, position, max).await,
+        }
+    }
+
+    /// Keeps the environment on what it runs while its head commit waits at the build gate.
+    async fn hold(
+        &self,
+        event: &PrEvent,
+        existing: Option<&PR>,
+        trigger: Trigger,
+        (phase, gate): (Phase, GateStatus),
+        msg: String,
+    ) -> Result<Outcome, Failure> {
+        let pr = self.write_record(event, false, existing, trigger).await?;
+        let previous = existing.and_then(|p| p.status.as_ref());
+        let unchanged =
+            previous.is_some_and(|s| s.phase == Some(phase) && s.gate.as_ref() == Some(&gate));
+        let status = self.statuses(previous).held(phase, &msg, gate);
+        let pr = self.write_status(pr, status).await?;
+        if !unchanged {
+            let (kind, reason) = match phase {
+                Phase::Blocked => (EventType::Warning, "Blocked"),
+                _ => (EventType::Normal, "Waiting"),
+            };
+            self.publish(&pr, kind, reason, "Gate", msg.clone()).await;
+        }
+        Ok(Outcome::Gated(msg))
+    }
+
+    /// Queues the environment behind the ReviewApp's `maxActive` deployed ones.
+    async fn queue(
+        &self,
+        event: &PrEvent,
+        existing: Option<&PR>,
+        trigger: Trigger,
+        position: u32,
+        max: u32,
+    ) -> Result<Outcome, Failure> {
+        let pr = self.write_record(event, false, existing, trigger).await?;
+        let previous = existing.and_then(|p| p.status.as_ref());
+        let msg = format!(
+            "queued: {} ahead ({max} of maxActive {max} deployed)",
+            position - 1
+        );
+        let unchanged = previous
+            .is_some_and(|s| s.phase == Some(Phase::Queued) && s.queue_position == Some(position));
+        let inventory = previous.map(|s| s.inventory.clone()).unwrap_or_default();
+        let status = self.statuses(previous).queued(&msg, position, inventory);
+        let pr = self.write_status(pr, status).await?;
+        if !unchanged {
+            self.publish(&pr, EventType::Normal, "Queued", "Queue", msg.clone())
+                .await;
+        }
+        Ok(Outcome::Queued(msg))
+    }
+
+    /// Removes the environment's objects after `ttl` without a push; the record stays.
+    async fn expire(
+        &self,
+        event: &PrEvent,
+        existing: Option<&PR>,
+        trigger: Trigger,
+        ttl: std::time::Duration,
+    ) -> Result<Outcome, Failure> {
+        let pr = self.write_record(event, false, existing, trigger).await?;
+        let previous = existing.and_then(|p| p.status.as_ref());
+        let inventory = previous.map(|s| s.inventory.as_slice()).unwrap_or_default();
+        let deleted =
+            objects::delete_all(&self.ctx.discovery, &self.identity(&pr), inventory).await?;
+        self.ctx.metrics.objects_deleted(deleted.count);
+        let wake = match &self.app.spec.wake_label {
+            Some(label) => format!("push or add `{label}` to wake"),
+            None => "push to wake".to_owned(),
+        };
+        let mut msg = format!(
+            "expired after {} without a push: {wake}",
+            lifecycle::human_duration(ttl)
+        );
+        if !deleted.refused.is_empty() {
+            msg = format!("{msg}; not deleted: {}", deleted.refused.join("; "));
+        }
+        let was_expired = previous.is_some_and(|s| s.phase == Some(Phase::Expired));
+        let status = self.statuses(previous).expired(&msg);
+        let pr = self.write_status(pr, status).await?;
+        if !was_expired {
+            self.publish(&pr, EventType::Normal, "Expired", "Delete", msg.clone())
+                .await;
+        }
+        Ok(Outcome::Expired(msg))
     }
 
     /// True when `pr` records a pull request of the repository the ReviewApp follows now.
@@ -162,7 +356,9 @@ impl<'a> Environment<'a> {
         };
         event.action = PrAction::Closed;
         event.state = "closed".to_owned();
-        let tombstone = self.write_record(&event, true, Some(pr), Trigger::Rerender).await?;
+        let tombstone = self
+            .write_record(&event, true, Some(pr), Trigger::Rerender)
+            .await?;
         self.finish_close(tombstone, how).await
     }
 

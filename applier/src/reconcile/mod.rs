@@ -22,6 +22,7 @@
 mod context;
 mod environment;
 pub mod finalizer;
+pub mod lifecycle;
 mod objects;
 mod record;
 mod status;
@@ -29,7 +30,9 @@ mod status;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use kubetempura_common::crd::ReviewApp;
+use kube::ResourceExt;
+use kubetempura_common::check::{CheckEvent, QueueMessage};
+use kubetempura_common::crd::{Phase, ReviewApp};
 use kubetempura_common::event::PrEvent;
 use kubetempura_common::naming::RepoKey;
 
@@ -55,6 +58,14 @@ pub enum Outcome {
     NoReviewApp,
     /// A permanent failure, recorded on the statuses and as an Event.
     Failed(String),
+    /// The head commit waits for the ReviewApp's checks (`Waiting`), or one failed (`Blocked`).
+    Gated(String),
+    /// The ReviewApp's `maxActive` environments are deployed; this one is queued.
+    Queued(String),
+    /// Removed after the ReviewApp's `expireAfter` without a push.
+    Expired(String),
+    /// A check result: recorded (or not awaited), no environment to move.
+    Recorded(String),
 }
 
 impl Outcome {
@@ -67,6 +78,10 @@ impl Outcome {
             Self::Stale(_) => "stale",
             Self::NoReviewApp => "no_reviewapp",
             Self::Failed(_) => "failed",
+            Self::Gated(_) => "gated",
+            Self::Queued(_) => "queued",
+            Self::Expired(_) => "expired",
+            Self::Recorded(_) => "check_recorded",
         }
     }
 }
@@ -82,6 +97,82 @@ pub enum Trigger {
 
 /// How many times one reconcile re-reads its record after losing a race to another writer.
 const MAX_RECORD_CONFLICTS: usize = 5;
+
+/// Handles one queue message: a pull-request event or a check result.
+pub async fn handle_message(ctx: &Ctx, message: &QueueMessage) -> Result<Vec<Outcome>, Failure> {
+    match message {
+        QueueMessage::PullRequest(event) => handle_event(ctx, event).await,
+        QueueMessage::Check(check) => handle_check(ctx, check).await,
+    }
+}
+
+/// Handles a check result: records it in the check ledger when a ReviewApp of the repository
+/// waits for that check, then re-decides every environment of those ReviewApps whose head
+/// commit it is about and that waits at its gate (`Waiting`, `Blocked`, or not decided yet). A
+/// queued, expired or deployed environment is not moved by a check.
+/// Environments are found by head SHA, so a result naming no pull
+/// request (a fork's) moves them too; one that arrives before the push it is about is in the
+/// ledger when that push is handled.
+pub async fn handle_check(ctx: &Ctx, check: &CheckEvent) -> Result<Vec<Outcome>, Failure> {
+    let Some(repo) = RepoKey::parse(&check.repository.html_url) else {
+        return Ok(vec![Outcome::NoReviewApp]);
+    };
+    let apps: Vec<_> = ctx
+        .caches
+        .apps_for(&repo)
+        .into_iter()
+        .filter(|app| {
+            app.spec
+                .gate()
+                .is_some_and(|w| w.awaits(check.kind, &check.name))
+        })
+        .collect();
+    let fact = check.fact();
+    if apps.is_empty() {
+        return Ok(vec![Outcome::Recorded(format!(
+            "no ReviewApp of {repo} waits for {}",
+            fact.describe()
+        ))]);
+    }
+    let changed = crate::ledger::record(ctx, &repo, &check.head_sha, &fact).await?;
+    if !changed {
+        return Ok(vec![Outcome::Recorded(format!(
+            "{} on {} is already recorded (or older than the result recorded)",
+            fact.describe(),
+            kubetempura_common::render::short_sha(&check.head_sha)
+        ))]);
+    }
+    let mut outcomes = Vec::new();
+    for app in apps {
+        let ns = app.namespace().unwrap_or_default();
+        let name = app.name_any();
+        for pr in ctx.caches.all_prs() {
+            let pending = pr.namespace().as_deref() == Some(ns.as_str())
+                && pr.spec.review_app == name
+                && !pr.spec.closed
+                && pr.spec.head_sha == check.head_sha
+                && pr.status.as_ref().is_none_or(|s| {
+                    matches!(s.phase, None | Some(Phase::Waiting | Phase::Blocked))
+                });
+            if !pending {
+                continue;
+            }
+            let current = ctx.current_pr(&ns, &pr.name_any()).unwrap_or(pr);
+            let Some(event) = event_from_pr(&current) else {
+                continue;
+            };
+            outcomes.push(reconcile(ctx, &app, &event, Trigger::Rerender).await?);
+        }
+    }
+    if outcomes.is_empty() {
+        outcomes.push(Outcome::Recorded(format!(
+            "{} on {} recorded; no environment is at that commit yet",
+            fact.describe(),
+            kubetempura_common::render::short_sha(&check.head_sha)
+        )));
+    }
+    Ok(outcomes)
+}
 
 /// Handles one event for every ReviewApp of its repository. A transient failure of any of them
 /// fails the whole event (it is retried; applying again is idempotent).

@@ -52,7 +52,11 @@ pub fn last_push_at(
             .clone()
             .unwrap_or_else(|| pr.spec.last_event_at.clone())
     });
-    let now = || event.updated_at.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let now = || {
+        event
+            .updated_at
+            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+    };
     let Some(pr) = existing else {
         return now();
     };
@@ -76,7 +80,11 @@ pub fn last_push_at(
 
 /// When expiry counts from for `pr`.
 pub fn pushed_at(pr: &PR) -> Option<DateTime<Utc>> {
-    let t = pr.spec.last_push_at.as_deref().unwrap_or(&pr.spec.last_event_at);
+    let t = pr
+        .spec
+        .last_push_at
+        .as_deref()
+        .unwrap_or(&pr.spec.last_event_at);
     DateTime::parse_from_rfc3339(t)
         .ok()
         .map(|t| t.with_timezone(&Utc))

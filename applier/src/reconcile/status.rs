@@ -4,8 +4,8 @@ use chrono::{SecondsFormat, Utc};
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use kubetempura_common::crd::{
-    Condition, InventoryEntry, PR, PRStatus, Phase, ReviewApp, ReviewAppStatus, Rollout,
-    RolloutState,
+    Condition, GateStatus, InventoryEntry, PR, PRStatus, Phase, ReviewApp, ReviewAppStatus,
+    Rollout, RolloutState,
 };
 use serde_json::json;
 
@@ -167,6 +167,62 @@ impl StatusBuilder<'_> {
         }
     }
 
+    /// The head commit held at the build gate (`Waiting` or `Blocked`): whatever is deployed
+    /// stays, with its status; the gate says what is missing.
+    pub fn held(&self, phase: Phase, message: &str, gate: GateStatus) -> PRStatus {
+        let mut next = self.previous.cloned().unwrap_or_default();
+        if matches!(
+            next.phase,
+            Some(Phase::Skipped | Phase::Expired | Phase::Queued | Phase::Closed)
+        ) {
+            // Nothing is deployed: nothing of the previous outcome is worth showing.
+            next = PRStatus {
+                inventory: next.inventory,
+                ..PRStatus::default()
+            };
+        }
+        PRStatus {
+            phase: Some(phase),
+            message: Some(message.to_owned()),
+            gate: Some(gate),
+            queue_position: None,
+            expired_at: None,
+            feedback: None,
+            ..next
+        }
+    }
+
+    /// Waiting for a free slot under the ReviewApp's `maxActive`: nothing deployed.
+    pub fn queued(&self, message: &str, position: u32, inventory: Vec<InventoryEntry>) -> PRStatus {
+        PRStatus {
+            phase: Some(Phase::Queued),
+            message: Some(message.to_owned()),
+            conditions: self.ready(false, "Queued", message),
+            queue_position: Some(position),
+            inventory,
+            ..PRStatus::default()
+        }
+    }
+
+    /// Removed after the ReviewApp's `expireAfter`: nothing deployed, the commit it ran kept.
+    pub fn expired(&self, message: &str) -> PRStatus {
+        let expired_at = self
+            .previous
+            .filter(|p| p.phase == Some(Phase::Expired))
+            .and_then(|p| p.expired_at.clone())
+            .unwrap_or_else(now);
+        PRStatus {
+            phase: Some(Phase::Expired),
+            message: Some(message.to_owned()),
+            conditions: self.ready(false, "Expired", message),
+            expired_at: Some(expired_at),
+            inventory: Vec::new(),
+            applied_commit: self.previous.and_then(|s| s.applied_commit.clone()),
+            commit_short: self.previous.and_then(|s| s.commit_short.clone()),
+            ..PRStatus::default()
+        }
+    }
+
     /// What an outcome that deploys nothing keeps of the previous status.
     fn kept(&self) -> PRStatus {
         let p = self.previous;
@@ -285,16 +341,20 @@ async fn write_app_status(
 ) -> Result<(), Failure> {
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
-    let active = ctx
-        .caches
-        .all_prs()
-        .iter()
-        .filter(|p| {
-            p.namespace().as_deref() == Some(ns.as_str())
-                && p.spec.review_app == name
-                && !p.spec.closed
-        })
-        .count();
+    let mut counts = ReviewAppStatus::default();
+    let mut active = 0_i64;
+    for p in ctx.caches.all_prs().iter().filter(|p| {
+        p.namespace().as_deref() == Some(ns.as_str()) && p.spec.review_app == name && !p.spec.closed
+    }) {
+        active += 1;
+        match p.status.as_ref().and_then(|s| s.phase) {
+            Some(Phase::Waiting) => counts.waiting_prs += 1,
+            Some(Phase::Blocked) => counts.blocked_prs += 1,
+            Some(Phase::Queued) => counts.queued_prs += 1,
+            Some(Phase::Expired) => counts.expired_prs += 1,
+            _ => {}
+        }
+    }
     let previous = app.status.clone().unwrap_or_default();
     let (valid, reason, message) = match result {
         Ok(()) => (true, "Rendered", "templates render".to_owned()),
@@ -302,7 +362,11 @@ async fn write_app_status(
     };
     let wanted = ReviewAppStatus {
         observed_generation: app.metadata.generation,
-        active_prs: Some(i64::try_from(active).unwrap_or(i64::MAX)),
+        active_prs: Some(active),
+        waiting_prs: counts.waiting_prs,
+        blocked_prs: counts.blocked_prs,
+        queued_prs: counts.queued_prs,
+        expired_prs: counts.expired_prs,
         warnings: warnings.to_vec(),
         conditions: vec![condition(
             &previous.conditions,
@@ -316,6 +380,10 @@ async fn write_app_status(
     };
     let same_but_count = ReviewAppStatus {
         active_prs: previous.active_prs,
+        waiting_prs: previous.waiting_prs,
+        blocked_prs: previous.blocked_prs,
+        queued_prs: previous.queued_prs,
+        expired_prs: previous.expired_prs,
         ..wanted.clone()
     } == previous;
     if wanted == previous || (!count_changes && same_but_count && previous.active_prs.is_some()) {
