@@ -449,7 +449,7 @@ impl Consumer {
                 tracing::info_span!("event", delivery = %event.delivery_id, repository = %event.repository.full_name, pr = event.number, action = %event.action)
             }
             QueueMessage::Check(check) => {
-                tracing::info_span!("check", delivery = %check.delivery_id, repository = %check.repository.full_name, pr = ?check.pull_request, check = %check.name, sha = %check.head_sha, state = ?check.state)
+                tracing::info_span!("check", delivery = %check.delivery_id, repository = %check.repository.full_name, pull_request = ?check.pull_request, check = %check.name, sha = %check.head_sha, state = ?check.state)
             }
         };
         // The span is entered only while polling (never held across an await), so log lines of

@@ -1,0 +1,466 @@
+//! The ReviewApp's lifecycle policies on the real control plane: the build gate (`waitFor`),
+//! idle expiry (`expireAfter`, `wakeLabel`) and the cap (`maxActive`), each with the applier
+//! killed and restarted in the middle. Time is the test's: expiry counts from the pull
+//! request's `updated_at`, which the test sets; waits are on observed state, never sleeps.
+
+#![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+mod guarantees_support;
+
+use std::time::Duration;
+
+use chrono::Utc;
+use guarantees_support::*;
+use kube::Api;
+use kubetempura_common::check::{CheckEvent, CheckKind, CheckState};
+use kubetempura_common::crd::{PR, Phase, ReviewApp};
+use kubetempura_common::event::{EVENT_SCHEMA_VERSION, Repository};
+use kubetempura_tests::harness::stack::{Stack, StackOptions};
+use kubetempura_tests::harness::wait_for;
+use nix::sys::signal::Signal;
+
+/// A stack whose sample ReviewApp is edited by `edit`, with a one-second lifecycle sweep.
+async fn start(queue: &str, feedback: bool, edit: impl FnOnce(&mut serde_json::Value)) -> Stack {
+    let app = sample_app_with(edit);
+    Stack::start(StackOptions {
+        manifests: vec![app.path().to_owned()],
+        feedback,
+        ..options(
+            queue,
+            &["--lifecycle-seconds", "1", "--resync-seconds", "3"],
+        )
+    })
+    .await
+}
+
+/// When the suite started: check results are timed from it (the ledger keeps 30 days).
+static START: std::sync::LazyLock<chrono::DateTime<Utc>> = std::sync::LazyLock::new(Utc::now);
+
+/// A check result for the sample repository, as the webhook function normalises it.
+fn check(sha: &str, name: &str, state: CheckState, pr: Option<u64>, second: i64) -> CheckEvent {
+    CheckEvent {
+        version: EVENT_SCHEMA_VERSION,
+        delivery_id: format!("check-{name}-{}-{second}", &sha[..7]),
+        event: "check_run".into(),
+        kind: CheckKind::CheckRun,
+        repository: Repository {
+            full_name: "mercari/not-exists".into(),
+            owner: "mercari".into(),
+            name: "not-exists".into(),
+            html_url: REPO.into(),
+        },
+        head_sha: sha.to_owned(),
+        name: name.to_owned(),
+        state,
+        conclusion: Some(
+            match state {
+                CheckState::Success => "success",
+                CheckState::Failure => "failure",
+                CheckState::Pending => "in_progress",
+            }
+            .into(),
+        ),
+        url: Some(format!(
+            "https://github.com/mercari/not-exists/runs/{second}"
+        )),
+        pull_request: pr,
+        updated_at: *START + chrono::TimeDelta::seconds(second),
+        received_at: Utc::now(),
+    }
+}
+
+async fn send_check(stack: &Stack, c: &CheckEvent) {
+    stack
+        .enqueue_raw(&c.to_json(), &c.message_group_id(), &c.delivery_id)
+        .await;
+}
+
+/// Kills the applier (SIGKILL: nothing in memory survives) and starts a new one.
+async fn crash_and_restart(stack: &mut Stack) {
+    stack.applier().signal(Signal::SIGKILL);
+    stack
+        .applier
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(10))
+        .expect("killed");
+    stack.start_applier().await;
+}
+
+fn status(pr: &PR) -> &kubetempura_common::crd::PRStatus {
+    pr.status.as_ref().unwrap()
+}
+
+/// Waits until PR `n` is in `phase` with its gate on `commit`.
+async fn wait_gate(stack: &Stack, n: u64, phase: Phase, commit: &str) -> PR {
+    let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
+    wait_for(
+        &format!("PR {n} {phase:?} at the gate of {commit}"),
+        Duration::from_secs(60),
+        || async {
+            api.get_opt(&env_name(n)).await.ok().flatten().filter(|p| {
+                p.status.as_ref().is_some_and(|s| {
+                    s.phase == Some(phase) && s.gate.as_ref().is_some_and(|g| g.commit == commit)
+                })
+            })
+        },
+    )
+    .await
+}
+
+/// The image PR `n`'s Deployment runs now.
+async fn running_image(stack: &Stack, n: u64) -> String {
+    let d = stack
+        .api("apps/v1", "Deployment", &stack.ns)
+        .await
+        .get(&env_name(n))
+        .await
+        .unwrap();
+    d.data["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gated_commit_deploys_once_its_checks_pass_and_a_push_waits_again() {
+    let mut stack = start("lifecycle-gate", true, |app| {
+        app["spec"]["waitFor"] = serde_json::json!({"checkRuns": ["build", "test"]});
+    })
+    .await;
+    // The first deployment waits too: nothing is created.
+    stack
+        .enqueue(&delivery(1, &sha(1), "opened", 0), "gate-open")
+        .await;
+    let waiting = wait_gate(&stack, 1, Phase::Waiting, &sha(1)).await;
+    assert_eq!(
+        status(&waiting).gate.as_ref().unwrap().pending,
+        ["check run `build`", "check run `test`"]
+    );
+    assert!(
+        stack
+            .names("apps/v1", "Deployment", &stack.ns)
+            .await
+            .is_empty()
+    );
+    stack
+        .wait_feedback_sent(&env_name(1), "waiting", &sha(1))
+        .await;
+
+    // One check passes: still waiting for the other. Then the second passes: deployed.
+    send_check(
+        &stack,
+        &check(&sha(1), "build", CheckState::Success, Some(1), 10),
+    )
+    .await;
+    wait_for("only `test` pending", Duration::from_secs(60), || {
+        let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
+        async move {
+            let p = api.get(&env_name(1)).await.ok()?;
+            let s = p.status?;
+            (s.phase == Some(Phase::Waiting) && s.gate?.pending == ["check run `test`"])
+                .then_some(())
+        }
+    })
+    .await;
+    send_check(
+        &stack,
+        &check(&sha(1), "test", CheckState::Success, Some(1), 20),
+    )
+    .await;
+    let applied = wait_applied(&stack, 1, &sha(1)).await;
+    assert_eq!(status(&applied).gate, None);
+
+    // A push: the new commit waits, the old one keeps running.
+    stack
+        .enqueue(&delivery(1, &sha(2), "synchronize", 1), "gate-push-2")
+        .await;
+    let waiting = wait_gate(&stack, 1, Phase::Waiting, &sha(2)).await;
+    assert_eq!(running_image(&stack, 1).await, image(1, &sha(1)));
+    assert_eq!(
+        status(&waiting).applied_commit.as_deref(),
+        Some(sha(1).as_str())
+    );
+
+    // A failed check blocks it, with the check's link; the old commit still runs.
+    send_check(
+        &stack,
+        &check(&sha(2), "build", CheckState::Failure, Some(1), 30),
+    )
+    .await;
+    let blocked = wait_gate(&stack, 1, Phase::Blocked, &sha(2)).await;
+    let gate = status(&blocked).gate.clone().unwrap();
+    assert_eq!(gate.failed.as_deref(), Some("check run `build`"));
+    assert_eq!(
+        gate.url.as_deref(),
+        Some("https://github.com/mercari/not-exists/runs/30")
+    );
+    assert!(
+        status(&blocked)
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("check run `build` failed (failure)"),
+        "{:?}",
+        status(&blocked).message
+    );
+    assert_eq!(running_image(&stack, 1).await, image(1, &sha(1)));
+    stack
+        .wait_feedback_sent(&env_name(1), "blocked", &sha(2))
+        .await;
+
+    // A push while blocked replaces the awaited commit. The applier dies; the results of the
+    // new commit arrive while it is down (one in the pull request's group, one naming no pull
+    // request, as a fork's would); the new applier deploys from the ledger and the record.
+    stack
+        .enqueue(&delivery(1, &sha(3), "synchronize", 2), "gate-push-3")
+        .await;
+    wait_gate(&stack, 1, Phase::Waiting, &sha(3)).await;
+    stack.applier().signal(Signal::SIGKILL);
+    stack
+        .applier
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(10))
+        .expect("killed");
+    send_check(
+        &stack,
+        &check(&sha(3), "build", CheckState::Success, Some(1), 40),
+    )
+    .await;
+    send_check(
+        &stack,
+        &check(&sha(3), "test", CheckState::Success, None, 41),
+    )
+    .await;
+    stack.start_applier().await;
+    wait_applied(&stack, 1, &sha(3)).await;
+    assert_drained_nothing_dead(&stack).await;
+
+    // The Events say what happened.
+    let events = stack.api("events.k8s.io/v1", "Event", &stack.ns).await;
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|e| e.data["regarding"]["name"] == env_name(1).as_str())
+        .map(|e| e.data["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    for reason in ["Waiting", "Blocked", "Applied"] {
+        assert!(reasons.iter().any(|r| r == reason), "{reason}: {reasons:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_results_may_arrive_before_the_push_or_the_pull_request() {
+    let stack = start("lifecycle-order", false, |app| {
+        app["spec"]["waitFor"] = serde_json::json!({"checkRuns": ["build"]});
+    })
+    .await;
+    // Before the pull request is opened (CI ran on the branch first): it deploys at once.
+    send_check(
+        &stack,
+        &check(&sha(5), "build", CheckState::Success, Some(2), 1),
+    )
+    .await;
+    stack.wait_queue_drained().await;
+    stack
+        .enqueue(&delivery(2, &sha(5), "opened", 0), "order-open-2")
+        .await;
+    let applied = wait_applied(&stack, 2, &sha(5)).await;
+    assert_eq!(status(&applied).gate, None);
+
+    // Before the push that makes its commit the head, naming no pull request.
+    send_check(
+        &stack,
+        &check(&sha(6), "build", CheckState::Success, None, 2),
+    )
+    .await;
+    stack.wait_queue_drained().await;
+    stack
+        .enqueue(&delivery(2, &sha(6), "synchronize", 1), "order-push-6")
+        .await;
+    wait_applied(&stack, 2, &sha(6)).await;
+
+    // A late, older result of the same check changes nothing: the newest result wins.
+    send_check(
+        &stack,
+        &check(&sha(6), "build", CheckState::Failure, None, 1),
+    )
+    .await;
+    stack.wait_queue_drained().await;
+    let pr = stack
+        .wait_pr_phase(&stack.ns, &env_name(2), Phase::Applied)
+        .await;
+    assert_eq!(status(&pr).applied_commit.as_deref(), Some(sha(6).as_str()));
+    assert_drained_nothing_dead(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_environment_expires_survives_a_restart_expired_and_wakes() {
+    let mut stack = start("lifecycle-expiry", true, |app| {
+        app["spec"]["expireAfter"] = "1h".into();
+        app["spec"]["wakeLabel"] = "preview".into();
+    })
+    .await;
+    // Opened 20 seconds short of the expiry: deployed, then expired by the sweep.
+    let mut d = delivery(1, &sha(1), "opened", 0);
+    d.updated_at = Utc::now() - chrono::TimeDelta::seconds(3600 - 20);
+    stack.enqueue(&d, "expiry-open-1").await;
+    wait_applied(&stack, 1, &sha(1)).await;
+    let expired = stack
+        .wait_pr_phase(&stack.ns, &env_name(1), Phase::Expired)
+        .await;
+    wait_env_gone(&stack, 1).await;
+    assert_eq!(
+        status(&expired).message.as_deref(),
+        Some("expired after 1h without a push: push or add `preview` to wake")
+    );
+    assert!(status(&expired).expired_at.is_some());
+    assert!(status(&expired).inventory.is_empty());
+    stack
+        .wait_feedback_sent(&env_name(1), "expired", &sha(1))
+        .await;
+
+    // Opened long ago (an old pull request's first event after kubetempura was installed):
+    // expired at once, nothing created.
+    let mut d2 = delivery(2, &sha(2), "opened", 0);
+    d2.updated_at = Utc::now() - chrono::TimeDelta::hours(5);
+    stack.enqueue(&d2, "expiry-open-2").await;
+    stack
+        .wait_pr_phase(&stack.ns, &env_name(2), Phase::Expired)
+        .await;
+
+    // A restart changes nothing: expiry is computed from the recorded push time. A label other
+    // than the wake label keeps it expired.
+    crash_and_restart(&mut stack).await;
+    let mut other = d.clone();
+    other.action = "labeled".into();
+    other.labels = vec!["unrelated".into()];
+    other.updated_at = Utc::now();
+    stack.enqueue(&other, "expiry-label-other").await;
+    stack.wait_queue_drained().await;
+    wait_for(
+        "the unrelated label recorded",
+        Duration::from_secs(60),
+        || {
+            let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
+            async move {
+                let p = api.get(&env_name(1)).await.ok()?;
+                (p.spec.labels == ["unrelated"]).then_some(p)
+            }
+        },
+    )
+    .await;
+    let still = stack
+        .wait_pr_phase(&stack.ns, &env_name(1), Phase::Expired)
+        .await;
+    assert_eq!(status(&still).expired_at, status(&expired).expired_at);
+    assert!(
+        stack
+            .names("apps/v1", "Deployment", &stack.ns)
+            .await
+            .is_empty()
+    );
+
+    // The wake label brings PR 1 back; a push brings PR 2 back.
+    let mut wake = other.clone();
+    wake.labels = vec!["unrelated".into(), "preview".into()];
+    wake.updated_at = Utc::now();
+    stack.enqueue(&wake, "expiry-wake").await;
+    wait_applied(&stack, 1, &sha(1)).await;
+    let mut push = d2.clone();
+    push.action = "synchronize".into();
+    push.sha = sha(3);
+    push.updated_at = Utc::now();
+    stack.enqueue(&push, "expiry-push-2").await;
+    let back = wait_applied(&stack, 2, &sha(3)).await;
+    assert_eq!(status(&back).expired_at, None);
+    assert_drained_nothing_dead(&stack).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beyond_max_active_environments_queue_oldest_first() {
+    let mut stack = start("lifecycle-cap", false, |app| {
+        app["spec"]["maxActive"] = 1.into();
+    })
+    .await;
+    stack
+        .enqueue(&delivery(1, &sha(1), "opened", 0), "cap-open-1")
+        .await;
+    wait_applied(&stack, 1, &sha(1)).await;
+    // PR 5 is opened before PR 3 is, but PR 3 is the older pull request.
+    stack
+        .enqueue(&delivery(5, &sha(5), "opened", 1), "cap-open-5")
+        .await;
+    let five = stack
+        .wait_pr_phase(&stack.ns, &env_name(5), Phase::Queued)
+        .await;
+    assert_eq!(status(&five).queue_position, Some(1));
+    stack
+        .enqueue(&delivery(3, &sha(3), "opened", 2), "cap-open-3")
+        .await;
+    let three = stack
+        .wait_pr_phase(&stack.ns, &env_name(3), Phase::Queued)
+        .await;
+    assert_eq!(status(&three).queue_position, Some(1));
+    let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
+    let five = wait_for("PR 5 behind PR 3", Duration::from_secs(60), || async {
+        let p = api.get(&env_name(5)).await.ok()?;
+        (p.status.as_ref()?.queue_position == Some(2)).then_some(p)
+    })
+    .await;
+    assert_eq!(
+        status(&five).message.as_deref(),
+        Some("queued: 1 ahead (1 of maxActive 1 deployed)")
+    );
+    let apps: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
+    wait_for(
+        "the ReviewApp counts 2 queued",
+        Duration::from_secs(60),
+        || async {
+            let app = apps.get("reviewapp-sample").await.ok()?;
+            let s = app.status?;
+            (s.queued_prs == 2 && s.active_prs == Some(3)).then_some(())
+        },
+    )
+    .await;
+
+    // PR 1 closes while no applier runs: the next one gives its slot to PR 3, PR 5 moves up.
+    stack.applier().signal(Signal::SIGKILL);
+    stack
+        .applier
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(10))
+        .expect("killed");
+    stack
+        .enqueue(&delivery(1, &sha(1), "closed", 3), "cap-close-1")
+        .await;
+    stack.start_applier().await;
+    wait_env_gone(&stack, 1).await;
+    wait_applied(&stack, 3, &sha(3)).await;
+    wait_for(
+        "PR 5 first in the queue",
+        Duration::from_secs(60),
+        || async {
+            let p = api.get(&env_name(5)).await.ok()?;
+            (p.status.as_ref()?.queue_position == Some(1)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        !stack
+            .names("apps/v1", "Deployment", &stack.ns)
+            .await
+            .contains(&env_name(5))
+    );
+    // PR 3 stops passing the policy (closed here): PR 5 is deployed.
+    stack
+        .enqueue(&delivery(3, &sha(3), "closed", 4), "cap-close-3")
+        .await;
+    wait_applied(&stack, 5, &sha(5)).await;
+    assert_drained_nothing_dead(&stack).await;
+}
