@@ -464,3 +464,40 @@ async fn beyond_max_active_environments_queue_oldest_first() {
     wait_applied(&stack, 5, &sha(5)).await;
     assert_drained_nothing_dead(&stack).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_server_refuses_malformed_lifecycle_fields_by_name() {
+    let stack = start("lifecycle-schema", false, |_| {}).await;
+    let base: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(kubetempura_tests::harness::stack::workspace_file(
+            "infra/examples/reviewapp-lifecycle.yaml",
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    // The example itself is accepted.
+    kubetempura_tests::harness::kubeapi::apply_value(&stack.client, &base, Some(&stack.ns))
+        .await
+        .unwrap();
+    let cases: [(&str, serde_json::Value, &str); 5] = [
+        ("expireAfter", "2d".into(), "spec.expireAfter"),
+        ("expireAfter", "48".into(), "spec.expireAfter"),
+        ("maxActive", 0.into(), "spec.maxActive"),
+        ("wakeLabel", "".into(), "spec.wakeLabel"),
+        (
+            "waitFor",
+            serde_json::json!({"checkRuns": "build"}),
+            "spec.waitFor.checkRuns",
+        ),
+    ];
+    for (field, value, path) in cases {
+        let mut app = base.clone();
+        app["metadata"]["name"] = format!("bad-{}", field.to_lowercase()).into();
+        app["spec"][field] = value.clone();
+        let err =
+            kubetempura_tests::harness::kubeapi::apply_value(&stack.client, &app, Some(&stack.ns))
+                .await
+                .expect_err(&format!("{field}: {value} accepted"));
+        assert!(err.to_string().contains(path), "{field}={value}: {err}");
+    }
+}
