@@ -85,6 +85,31 @@ impl Ctx {
             .clone()
     }
 
+    /// Every known `PR` object, freshest copies: the watch cache's, and those this process wrote
+    /// that the cache does not show yet (a record created a moment ago is in the cache only
+    /// once the watch delivers it).
+    pub fn current_prs(&self) -> Vec<Arc<PR>> {
+        let mut all: HashMap<(String, String), Arc<PR>> = self
+            .caches
+            .all_prs()
+            .into_iter()
+            .map(|pr| ((pr.namespace().unwrap_or_default(), pr.name_any()), pr))
+            .collect();
+        let written = self
+            .written
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, (_, w)) in &written.entries {
+            match all.get(key) {
+                Some(c) if event_time(c) > event_time(w) => {}
+                _ => {
+                    all.insert(key.clone(), w.clone());
+                }
+            }
+        }
+        all.into_values().collect()
+    }
+
     /// The freshest known `PR` object: this process's last write or the watch cache, whichever
     /// recorded the later event.
     pub fn current_pr(&self, ns: &str, name: &str) -> Option<Arc<PR>> {

@@ -26,7 +26,7 @@ use super::objects::{self, Identity};
 use super::record::{
     event_from_pr, event_time, is_finished_tombstone, is_open, last_push_at, pr_spec,
 };
-use super::status::{StatusBuilder, update_app_status, write_pr_status};
+use super::status::{StatusBuilder, is_unchanged, update_app_status, write_pr_status};
 use super::{Ctx, Outcome, Trigger};
 use crate::kubeapi::Failure;
 
@@ -224,15 +224,13 @@ impl<'a> Environment<'a> {
         let _guard = lock.lock().await;
         let others: Vec<_> = self
             .ctx
-            .caches
-            .all_prs()
+            .current_prs()
             .into_iter()
             .filter(|p| {
                 p.namespace().as_deref() == Some(self.ns.as_str())
                     && p.spec.review_app == self.app_name
                     && p.name_any() != self.pr_name
             })
-            .map(|p| self.ctx.current_pr(&self.ns, &p.name_any()).unwrap_or(p))
             .collect();
         let slot = lifecycle::slot(max, event.number, others.iter().map(AsRef::as_ref));
         match slot {
@@ -255,6 +253,9 @@ impl<'a> Environment<'a> {
         let unchanged =
             previous.is_some_and(|s| s.phase == Some(phase) && s.gate.as_ref() == Some(&gate));
         let status = self.statuses(previous).held(phase, &msg, gate);
+        if is_unchanged(previous, &status) {
+            return Ok(Outcome::Gated(msg));
+        }
         let pr = self.write_status(pr, status).await?;
         if !unchanged {
             let (kind, reason) = match phase {
@@ -285,6 +286,9 @@ impl<'a> Environment<'a> {
             .is_some_and(|s| s.phase == Some(Phase::Queued) && s.queue_position == Some(position));
         let inventory = previous.map(|s| s.inventory.clone()).unwrap_or_default();
         let status = self.statuses(previous).queued(&msg, position, inventory);
+        if is_unchanged(previous, &status) {
+            return Ok(Outcome::Queued(msg));
+        }
         let pr = self.write_status(pr, status).await?;
         if !unchanged {
             self.publish(&pr, EventType::Normal, "Queued", "Queue", msg.clone())
@@ -320,6 +324,9 @@ impl<'a> Environment<'a> {
         }
         let was_expired = previous.is_some_and(|s| s.phase == Some(Phase::Expired));
         let status = self.statuses(previous).expired(&msg);
+        if is_unchanged(previous, &status) {
+            return Ok(Outcome::Expired(msg));
+        }
         let pr = self.write_status(pr, status).await?;
         if !was_expired {
             self.publish(&pr, EventType::Normal, "Expired", "Delete", msg.clone())

@@ -106,15 +106,13 @@ fn expiry_due(pr: &PR, ttl: Duration, now: DateTime<Utc>) -> bool {
 fn environments(ctx: &Ctx, app: &ReviewApp) -> Vec<Arc<PR>> {
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
-    ctx.caches
-        .all_prs()
+    ctx.current_prs()
         .into_iter()
         .filter(|p| {
             p.namespace().as_deref() == Some(ns.as_str())
                 && p.spec.review_app == name
                 && !p.spec.closed
         })
-        .map(|p| ctx.current_pr(&ns, &p.name_any()).unwrap_or(p))
         .collect()
 }
 

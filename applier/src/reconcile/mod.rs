@@ -146,7 +146,7 @@ pub async fn handle_check(ctx: &Ctx, check: &CheckEvent) -> Result<Vec<Outcome>,
     for app in apps {
         let ns = app.namespace().unwrap_or_default();
         let name = app.name_any();
-        for pr in ctx.caches.all_prs() {
+        for pr in ctx.current_prs() {
             let pending = pr.namespace().as_deref() == Some(ns.as_str())
                 && pr.spec.review_app == name
                 && !pr.spec.closed
@@ -157,8 +157,7 @@ pub async fn handle_check(ctx: &Ctx, check: &CheckEvent) -> Result<Vec<Outcome>,
             if !pending {
                 continue;
             }
-            let current = ctx.current_pr(&ns, &pr.name_any()).unwrap_or(pr);
-            let Some(event) = event_from_pr(&current) else {
+            let Some(event) = event_from_pr(&pr) else {
                 continue;
             };
             outcomes.push(reconcile(ctx, &app, &event, Trigger::Rerender).await?);

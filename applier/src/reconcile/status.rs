@@ -236,6 +236,17 @@ impl StatusBuilder<'_> {
     }
 }
 
+/// True when writing `next` over `previous` would change nothing (the feedback record aside,
+/// which the write keeps).
+pub fn is_unchanged(previous: Option<&PRStatus>, next: &PRStatus) -> bool {
+    previous.is_some_and(|p| {
+        *p == PRStatus {
+            feedback: p.feedback.clone(),
+            ..next.clone()
+        }
+    })
+}
+
 /// The `RolledOut` condition of `rollout`.
 fn rollout_condition(
     previous: Option<&PRStatus>,
