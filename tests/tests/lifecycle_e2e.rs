@@ -381,54 +381,78 @@ async fn an_idle_environment_expires_survives_a_restart_expired_and_wakes() {
     assert_drained_nothing_dead(&stack).await;
 }
 
+/// Waits until PR `n` is queued at `position`.
+async fn wait_queued(stack: &Stack, n: u64, position: u32) -> PR {
+    let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
+    wait_for(
+        &format!("PR {n} queued at {position}"),
+        Duration::from_secs(60),
+        || async {
+            let p = api.get(&env_name(n)).await.ok()?;
+            let s = p.status.as_ref()?;
+            (s.phase == Some(Phase::Queued) && s.queue_position == Some(position)).then_some(p)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn beyond_max_active_environments_queue_oldest_first() {
     let mut stack = start("lifecycle-cap", false, |app| {
         app["spec"]["maxActive"] = 1.into();
     })
     .await;
+    // Two pull requests opened at once (two message groups, handled concurrently): one slot.
     stack
         .enqueue(&delivery(1, &sha(1), "opened", 0), "cap-open-1")
         .await;
-    wait_applied(&stack, 1, &sha(1)).await;
-    // PR 5 is opened before PR 3 is, but PR 3 is the older pull request.
+    stack
+        .enqueue(&delivery(2, &sha(2), "opened", 0), "cap-open-2")
+        .await;
+    let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
+    let phases = wait_for("PRs 1 and 2 decided", Duration::from_secs(60), || async {
+        let mut phases = Vec::new();
+        for n in [1, 2] {
+            phases.push(api.get(&env_name(n)).await.ok()?.status?.phase?);
+        }
+        Some(phases)
+    })
+    .await;
+    let (first, second) = match phases.as_slice() {
+        [Phase::Applied, Phase::Queued] => (1, 2),
+        [Phase::Queued, Phase::Applied] => (2, 1),
+        other => panic!("one slot, two pull requests: {other:?}"),
+    };
+    wait_queued(&stack, second, 1).await;
+
+    // PR 5 is opened before PR 3 is, but PR 3 is the older pull request: it goes ahead.
     stack
         .enqueue(&delivery(5, &sha(5), "opened", 1), "cap-open-5")
         .await;
-    let five = stack
-        .wait_pr_phase(&stack.ns, &env_name(5), Phase::Queued)
-        .await;
-    assert_eq!(status(&five).queue_position, Some(1));
+    wait_queued(&stack, 5, 2).await;
     stack
         .enqueue(&delivery(3, &sha(3), "opened", 2), "cap-open-3")
         .await;
-    let three = stack
-        .wait_pr_phase(&stack.ns, &env_name(3), Phase::Queued)
-        .await;
-    assert_eq!(status(&three).queue_position, Some(1));
-    let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
-    let five = wait_for("PR 5 behind PR 3", Duration::from_secs(60), || async {
-        let p = api.get(&env_name(5)).await.ok()?;
-        (p.status.as_ref()?.queue_position == Some(2)).then_some(p)
-    })
-    .await;
+    wait_queued(&stack, 3, 2).await;
+    let five = wait_queued(&stack, 5, 3).await;
     assert_eq!(
         status(&five).message.as_deref(),
-        Some("queued: 1 ahead (1 of maxActive 1 deployed)")
+        Some("queued: 2 ahead (1 of maxActive 1 deployed)")
     );
     let apps: Api<ReviewApp> = Api::namespaced(stack.client.clone(), &stack.ns);
     wait_for(
-        "the ReviewApp counts 2 queued",
+        "the ReviewApp counts 3 queued",
         Duration::from_secs(60),
         || async {
             let app = apps.get("reviewapp-sample").await.ok()?;
             let s = app.status?;
-            (s.queued_prs == 2 && s.active_prs == Some(3)).then_some(())
+            (s.queued_prs == 3 && s.active_prs == Some(4)).then_some(())
         },
     )
     .await;
 
-    // PR 1 closes while no applier runs: the next one gives its slot to PR 3, PR 5 moves up.
+    // The deployed one closes while no applier runs: the next applier gives its slot to the
+    // first in the queue, and the others move up.
     stack.applier().signal(Signal::SIGKILL);
     stack
         .applier
@@ -437,31 +461,29 @@ async fn beyond_max_active_environments_queue_oldest_first() {
         .wait_exit(Duration::from_secs(10))
         .expect("killed");
     stack
-        .enqueue(&delivery(1, &sha(1), "closed", 3), "cap-close-1")
+        .enqueue(
+            &delivery(first, &sha(first as u32), "closed", 3),
+            "cap-close-first",
+        )
         .await;
     stack.start_applier().await;
-    wait_env_gone(&stack, 1).await;
-    wait_applied(&stack, 3, &sha(3)).await;
-    wait_for(
-        "PR 5 first in the queue",
-        Duration::from_secs(60),
-        || async {
-            let p = api.get(&env_name(5)).await.ok()?;
-            (p.status.as_ref()?.queue_position == Some(1)).then_some(())
-        },
-    )
-    .await;
-    assert!(
-        !stack
-            .names("apps/v1", "Deployment", &stack.ns)
-            .await
-            .contains(&env_name(5))
+    wait_env_gone(&stack, first).await;
+    wait_applied(&stack, second, &sha(second as u32)).await;
+    wait_queued(&stack, 3, 1).await;
+    wait_queued(&stack, 5, 2).await;
+    assert_eq!(
+        stack.names("apps/v1", "Deployment", &stack.ns).await,
+        [env_name(second)]
     );
-    // PR 3 stops passing the policy (closed here): PR 5 is deployed.
+    // Then the next, and so on.
     stack
-        .enqueue(&delivery(3, &sha(3), "closed", 4), "cap-close-3")
+        .enqueue(
+            &delivery(second, &sha(second as u32), "closed", 4),
+            "cap-close-second",
+        )
         .await;
-    wait_applied(&stack, 5, &sha(5)).await;
+    wait_applied(&stack, 3, &sha(3)).await;
+    wait_queued(&stack, 5, 1).await;
     assert_drained_nothing_dead(&stack).await;
 }
 

@@ -130,7 +130,7 @@ fn queue_moves(max: u32, prs: &[Arc<PR>]) -> Vec<Arc<PR>> {
         .enumerate()
         .filter(|(i, p)| {
             let position = u32::try_from(i + 1).unwrap_or(u32::MAX);
-            i + 1 <= free || p.status.as_ref().and_then(|s| s.queue_position) != Some(position)
+            *i < free || p.status.as_ref().and_then(|s| s.queue_position) != Some(position)
         })
         .map(|(_, p)| p)
         .collect()

@@ -387,7 +387,6 @@ async fn write_app_status(
             &message,
             app.metadata.generation,
         )],
-        ..ReviewAppStatus::default()
     };
     let same_but_count = ReviewAppStatus {
         active_prs: previous.active_prs,
