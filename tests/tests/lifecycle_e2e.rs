@@ -75,8 +75,8 @@ async fn send_check(stack: &Stack, c: &CheckEvent) {
         .await;
 }
 
-/// Kills the applier (SIGKILL: nothing in memory survives) and starts a new one.
-async fn crash_and_restart(stack: &mut Stack) {
+/// Kills the applier (SIGKILL: nothing in memory survives).
+fn kill(stack: &mut Stack) {
     stack.applier().signal(Signal::SIGKILL);
     stack
         .applier
@@ -84,6 +84,11 @@ async fn crash_and_restart(stack: &mut Stack) {
         .unwrap()
         .wait_exit(Duration::from_secs(10))
         .expect("killed");
+}
+
+/// Kills the applier and starts a new one.
+async fn crash_and_restart(stack: &mut Stack) {
+    kill(stack);
     stack.start_applier().await;
 }
 
@@ -216,13 +221,7 @@ async fn a_gated_commit_deploys_once_its_checks_pass_and_a_push_waits_again() {
         .enqueue(&delivery(1, &sha(3), "synchronize", 2), "gate-push-3")
         .await;
     wait_gate(&stack, 1, Phase::Waiting, &sha(3)).await;
-    stack.applier().signal(Signal::SIGKILL);
-    stack
-        .applier
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(10))
-        .expect("killed");
+    kill(&mut stack);
     send_check(
         &stack,
         &check(&sha(3), "build", CheckState::Success, Some(1), 40),
@@ -453,13 +452,7 @@ async fn beyond_max_active_environments_queue_oldest_first() {
 
     // The deployed one closes while no applier runs: the next applier gives its slot to the
     // first in the queue, and the others move up.
-    stack.applier().signal(Signal::SIGKILL);
-    stack
-        .applier
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(10))
-        .expect("killed");
+    kill(&mut stack);
     stack
         .enqueue(
             &delivery(first, &sha(first as u32), "closed", 3),
