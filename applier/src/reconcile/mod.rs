@@ -108,8 +108,8 @@ pub async fn handle_message(ctx: &Ctx, message: &QueueMessage) -> Result<Vec<Out
 
 /// Handles a check result: records it in the check ledger when a ReviewApp of the repository
 /// waits for that check, then re-decides every environment of those ReviewApps whose head
-/// commit it is about and that waits at its gate (`Waiting`, `Blocked`, or not decided yet). A
-/// queued, expired or deployed environment is not moved by a check.
+/// commit it is about and that is not deployed at that commit (`Waiting`, `Blocked`, or being
+/// decided). A queued, expired or skipped environment is not moved by a check.
 /// Environments are found by head SHA, so a result naming no pull
 /// request (a fork's) moves them too; one that arrives before the push it is about is in the
 /// ledger when that push is handled.
@@ -147,12 +147,19 @@ pub async fn handle_check(ctx: &Ctx, check: &CheckEvent) -> Result<Vec<Outcome>,
         let ns = app.namespace().unwrap_or_default();
         let name = app.name_any();
         for pr in ctx.current_prs() {
+            // At the gate, or about to be: a push to this commit being handled right now has
+            // written its record but not its status yet (the reconcile then waits for it on
+            // the environment's lock and decides from the ledger this result is in).
             let pending = pr.namespace().as_deref() == Some(ns.as_str())
                 && pr.spec.review_app == name
                 && !pr.spec.closed
                 && pr.spec.head_sha == check.head_sha
                 && pr.status.as_ref().is_none_or(|s| {
-                    matches!(s.phase, None | Some(Phase::Waiting | Phase::Blocked))
+                    !lifecycle::is_deployed_at(s, &check.head_sha)
+                        && !matches!(
+                            s.phase,
+                            Some(Phase::Queued | Phase::Expired | Phase::Skipped | Phase::Closed)
+                        )
                 });
             if !pending {
                 continue;
