@@ -1,6 +1,7 @@
 //! The ReviewApp's lifecycle policies on the real control plane: the build gate (`waitFor`),
 //! idle expiry (`expireAfter`, `wakeLabel`) and the cap (`maxActive`), each with the applier
-//! killed and restarted in the middle. Time is the test's: expiry counts from the pull
+//! killed and restarted in the middle. Pull-request deliveries go through the webhook function
+//! (signed, under the Lambda emulator). Time is the test's: expiry counts from the pull
 //! request's `updated_at`, which the test sets; waits are on observed state, never sleeps.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
@@ -17,7 +18,6 @@ use kubetempura_common::crd::{PR, Phase, ReviewApp};
 use kubetempura_common::event::{EVENT_SCHEMA_VERSION, Repository};
 use kubetempura_tests::harness::stack::{Stack, StackOptions};
 use kubetempura_tests::harness::wait_for;
-use nix::sys::signal::Signal;
 
 /// A stack whose sample ReviewApp is edited by `edit`, with a one-second lifecycle sweep.
 async fn start(queue: &str, feedback: bool, edit: impl FnOnce(&mut serde_json::Value)) -> Stack {
@@ -25,6 +25,7 @@ async fn start(queue: &str, feedback: bool, edit: impl FnOnce(&mut serde_json::V
     Stack::start(StackOptions {
         manifests: vec![app.path().to_owned()],
         feedback,
+        function: true,
         ..options(
             queue,
             &["--lifecycle-seconds", "1", "--resync-seconds", "3"],
@@ -75,23 +76,6 @@ async fn send_check(stack: &Stack, c: &CheckEvent) {
         .await;
 }
 
-/// Kills the applier (SIGKILL: nothing in memory survives).
-fn kill(stack: &mut Stack) {
-    stack.applier().signal(Signal::SIGKILL);
-    stack
-        .applier
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(10))
-        .expect("killed");
-}
-
-/// Kills the applier and starts a new one.
-async fn crash_and_restart(stack: &mut Stack) {
-    kill(stack);
-    stack.start_applier().await;
-}
-
 fn status(pr: &PR) -> &kubetempura_common::crd::PRStatus {
     pr.status.as_ref().unwrap()
 }
@@ -135,7 +119,7 @@ async fn a_gated_commit_deploys_once_its_checks_pass_and_a_push_waits_again() {
     .await;
     // The first deployment waits too: nothing is created.
     stack
-        .enqueue(&delivery(1, &sha(1), "opened", 0), "gate-open")
+        .deliver(&delivery(1, &sha(1), "opened", 0), "gate-open")
         .await;
     let waiting = wait_gate(&stack, 1, Phase::Waiting, &sha(1)).await;
     assert_eq!(
@@ -178,7 +162,7 @@ async fn a_gated_commit_deploys_once_its_checks_pass_and_a_push_waits_again() {
 
     // A push: the new commit waits, the old one keeps running.
     stack
-        .enqueue(&delivery(1, &sha(2), "synchronize", 1), "gate-push-2")
+        .deliver(&delivery(1, &sha(2), "synchronize", 1), "gate-push-2")
         .await;
     let waiting = wait_gate(&stack, 1, Phase::Waiting, &sha(2)).await;
     assert_eq!(running_image(&stack, 1).await, image(1, &sha(1)));
@@ -218,7 +202,7 @@ async fn a_gated_commit_deploys_once_its_checks_pass_and_a_push_waits_again() {
     // new commit arrive while it is down (one in the pull request's group, one naming no pull
     // request, as a fork's would); the new applier deploys from the ledger and the record.
     stack
-        .enqueue(&delivery(1, &sha(3), "synchronize", 2), "gate-push-3")
+        .deliver(&delivery(1, &sha(3), "synchronize", 2), "gate-push-3")
         .await;
     wait_gate(&stack, 1, Phase::Waiting, &sha(3)).await;
     kill(&mut stack);
@@ -266,7 +250,7 @@ async fn check_results_may_arrive_before_the_push_or_the_pull_request() {
     .await;
     stack.wait_queue_drained().await;
     stack
-        .enqueue(&delivery(2, &sha(5), "opened", 0), "order-open-2")
+        .deliver(&delivery(2, &sha(5), "opened", 0), "order-open-2")
         .await;
     let applied = wait_applied(&stack, 2, &sha(5)).await;
     assert_eq!(status(&applied).gate, None);
@@ -279,7 +263,7 @@ async fn check_results_may_arrive_before_the_push_or_the_pull_request() {
     .await;
     stack.wait_queue_drained().await;
     stack
-        .enqueue(&delivery(2, &sha(6), "synchronize", 1), "order-push-6")
+        .deliver(&delivery(2, &sha(6), "synchronize", 1), "order-push-6")
         .await;
     wait_applied(&stack, 2, &sha(6)).await;
 
@@ -307,7 +291,7 @@ async fn an_idle_environment_expires_survives_a_restart_expired_and_wakes() {
     // Opened 20 seconds short of the expiry: deployed, then expired by the sweep.
     let mut d = delivery(1, &sha(1), "opened", 0);
     d.updated_at = Utc::now() - chrono::TimeDelta::seconds(3600 - 20);
-    stack.enqueue(&d, "expiry-open-1").await;
+    stack.deliver(&d, "expiry-open-1").await;
     wait_applied(&stack, 1, &sha(1)).await;
     let expired = stack
         .wait_pr_phase(&stack.ns, &env_name(1), Phase::Expired)
@@ -327,7 +311,7 @@ async fn an_idle_environment_expires_survives_a_restart_expired_and_wakes() {
     // expired at once, nothing created.
     let mut d2 = delivery(2, &sha(2), "opened", 0);
     d2.updated_at = Utc::now() - chrono::TimeDelta::hours(5);
-    stack.enqueue(&d2, "expiry-open-2").await;
+    stack.deliver(&d2, "expiry-open-2").await;
     stack
         .wait_pr_phase(&stack.ns, &env_name(2), Phase::Expired)
         .await;
@@ -339,7 +323,7 @@ async fn an_idle_environment_expires_survives_a_restart_expired_and_wakes() {
     other.action = "labeled".into();
     other.labels = vec!["unrelated".into()];
     other.updated_at = Utc::now();
-    stack.enqueue(&other, "expiry-label-other").await;
+    stack.deliver(&other, "expiry-label-other").await;
     stack.wait_queue_drained().await;
     wait_for(
         "the unrelated label recorded",
@@ -368,13 +352,13 @@ async fn an_idle_environment_expires_survives_a_restart_expired_and_wakes() {
     let mut wake = other.clone();
     wake.labels = vec!["unrelated".into(), "preview".into()];
     wake.updated_at = Utc::now();
-    stack.enqueue(&wake, "expiry-wake").await;
+    stack.deliver(&wake, "expiry-wake").await;
     wait_applied(&stack, 1, &sha(1)).await;
     let mut push = d2.clone();
     push.action = "synchronize".into();
     push.sha = sha(3);
     push.updated_at = Utc::now();
-    stack.enqueue(&push, "expiry-push-2").await;
+    stack.deliver(&push, "expiry-push-2").await;
     let back = wait_applied(&stack, 2, &sha(3)).await;
     assert_eq!(status(&back).expired_at, None);
     assert_drained_nothing_dead(&stack).await;
@@ -403,10 +387,10 @@ async fn beyond_max_active_environments_queue_oldest_first() {
     .await;
     // Two pull requests opened at once (two message groups, handled concurrently): one slot.
     stack
-        .enqueue(&delivery(1, &sha(1), "opened", 0), "cap-open-1")
+        .deliver(&delivery(1, &sha(1), "opened", 0), "cap-open-1")
         .await;
     stack
-        .enqueue(&delivery(2, &sha(2), "opened", 0), "cap-open-2")
+        .deliver(&delivery(2, &sha(2), "opened", 0), "cap-open-2")
         .await;
     let api: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
     let phases = wait_for("PRs 1 and 2 decided", Duration::from_secs(60), || async {
@@ -426,11 +410,11 @@ async fn beyond_max_active_environments_queue_oldest_first() {
 
     // PR 5 is opened before PR 3 is, but PR 3 is the older pull request: it goes ahead.
     stack
-        .enqueue(&delivery(5, &sha(5), "opened", 1), "cap-open-5")
+        .deliver(&delivery(5, &sha(5), "opened", 1), "cap-open-5")
         .await;
     wait_queued(&stack, 5, 2).await;
     stack
-        .enqueue(&delivery(3, &sha(3), "opened", 2), "cap-open-3")
+        .deliver(&delivery(3, &sha(3), "opened", 2), "cap-open-3")
         .await;
     wait_queued(&stack, 3, 2).await;
     let five = wait_queued(&stack, 5, 3).await;

@@ -277,6 +277,23 @@ pub async fn wait_env_gone(stack: &Stack, pr: u64) {
         .await;
 }
 
+/// Kills the applier (SIGKILL: nothing in memory survives).
+pub fn kill(stack: &mut Stack) {
+    stack.applier().signal(nix::sys::signal::Signal::SIGKILL);
+    stack
+        .applier
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(10))
+        .expect("killed");
+}
+
+/// Kills the applier and starts a new one.
+pub async fn crash_and_restart(stack: &mut Stack) {
+    kill(stack);
+    stack.start_applier().await;
+}
+
 /// Waits until the queue is drained, and checks nothing went to the dead-letter queue.
 pub async fn assert_drained_nothing_dead(stack: &Stack) {
     stack.wait_queue_drained().await;
