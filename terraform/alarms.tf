@@ -11,16 +11,18 @@
 #                       delivery as failed and it can be redelivered.
 #   queue_oldest_event  events wait too long: the applier is down, stuck or cannot
 #                       authenticate.
+# The two queue alarms watch the single queue (when it exists); with appliers each applier's
+# queues get the same two (below), and the topic one more.
 
 resource "aws_cloudwatch_metric_alarm" "dlq_not_empty" {
-  count = var.create_alarms ? 1 : 0
+  count = var.create_alarms && local.single_queue ? 1 : 0
 
   alarm_name        = "${var.name}-dlq-not-empty"
   alarm_description = "kubetempura ${var.name}: events in the dead-letter queue ${local.dlq_name}. The applier gave up on them after ${var.max_receive_count} receives; inspect, fix the cause, then redrive them to ${local.queue_name}."
 
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
-  dimensions          = { QueueName = aws_sqs_queue.dlq.name }
+  dimensions          = { QueueName = aws_sqs_queue.dlq[0].name }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1
@@ -60,7 +62,7 @@ resource "aws_cloudwatch_metric_alarm" "webhook_5xx" {
   count = var.create_alarms ? 1 : 0
 
   alarm_name        = "${var.name}-webhook-5xx"
-  alarm_description = "kubetempura ${var.name}: the webhook answered 5xx (for example SQS refused the event); GitHub marks those deliveries failed. Redeliver them from the webhook's settings once fixed."
+  alarm_description = "kubetempura ${var.name}: the webhook answered 5xx (for example ${local.fanout_enabled ? "SNS" : "SQS"} refused the event); GitHub marks those deliveries failed. Redeliver them from the webhook's settings once fixed."
 
   namespace   = local.use_api_gateway ? "AWS/ApiGateway" : "AWS/Lambda"
   metric_name = local.use_api_gateway ? "5xx" : "Url5xxCount"
@@ -84,14 +86,14 @@ resource "aws_cloudwatch_metric_alarm" "webhook_5xx" {
 }
 
 resource "aws_cloudwatch_metric_alarm" "queue_oldest_event" {
-  count = var.create_alarms ? 1 : 0
+  count = var.create_alarms && local.single_queue ? 1 : 0
 
   alarm_name        = "${var.name}-queue-oldest-event"
   alarm_description = "kubetempura ${var.name}: the oldest event in ${local.queue_name} is older than ${var.queue_age_alarm_threshold_seconds} s. Is the applier running, and can it assume its role?"
 
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateAgeOfOldestMessage"
-  dimensions          = { QueueName = aws_sqs_queue.events.name }
+  dimensions          = { QueueName = aws_sqs_queue.events[0].name }
   statistic           = "Maximum"
   period              = 300
   evaluation_periods  = 1
@@ -178,4 +180,59 @@ resource "aws_cloudwatch_metric_alarm" "feedback" {
 
   # The alarms name the queues and the function by name; created after them.
   depends_on = [aws_sqs_queue.feedback, aws_sqs_queue.feedback_dlq, aws_lambda_function.notifier]
+}
+
+# One webhook, many clusters (fanout.tf), with appliers:
+#   <name>-applier-<applier>-dlq-not-empty, <name>-applier-<applier>-queue-oldest-event
+#       as dlq_not_empty and queue_oldest_event above, for each applier whose create_alarms
+#       (or the module's) is true; specified by modules/appliers.
+#   topic_delivery_failed  SNS could not deliver an event to an applier's queue (the queue
+#                          deleted, its policy or the KMS key policy refusing SNS): that
+#                          applier never sees the event. Fix the cause, then redeliver the
+#                          delivery from the webhook's settings on GitHub.
+resource "aws_cloudwatch_metric_alarm" "applier" {
+  for_each = module.appliers.alarms
+
+  alarm_name        = each.value.name
+  alarm_description = each.value.description
+
+  namespace           = "AWS/SQS"
+  metric_name         = each.value.metric
+  dimensions          = { QueueName = each.value.queue_name }
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+
+  tags = local.tags
+
+  # The alarms name the queues by name; created after them.
+  depends_on = [aws_sqs_queue.applier, aws_sqs_queue.applier_dlq]
+}
+
+resource "aws_cloudwatch_metric_alarm" "topic_delivery_failed" {
+  count = var.create_alarms && local.fanout_enabled ? 1 : 0
+
+  alarm_name        = "${var.name}-topic-delivery-failed"
+  alarm_description = "kubetempura ${var.name}: SNS could not deliver events from ${local.topic_name} to an applier's queue (queue policy, KMS key policy, queue deleted); those appliers never see them. Fix the cause, then redeliver the deliveries from the webhook's settings on GitHub."
+
+  namespace           = "AWS/SNS"
+  metric_name         = "NumberOfNotificationsFailed"
+  dimensions          = { TopicName = aws_sns_topic.events[0].name }
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+
+  alarm_actions = local.alarm_actions
+  ok_actions    = local.alarm_actions
+
+  tags = local.tags
 }

@@ -1,13 +1,19 @@
 # IAM, least privilege.
-#   function: sqs:SendMessage on the event queue, secretsmanager:GetSecretValue on the webhook
-#             secret, its own log streams; KMS only for customer managed keys, only via the
-#             service that uses the key.
-#   applier:  the four consumer actions on the event queue (+ kms:Decrypt via SQS with a
+#   function: sqs:SendMessage on the single event queue, or with appliers sns:Publish on the
+#             topic (never both); secretsmanager:GetSecretValue on the webhook secret, its own
+#             log streams; KMS only for customer managed keys, only via the service that uses
+#             the key.
+#   applier:  one policy document per queue it may consume (the single queue, and each
+#             applier's own queue with appliers), naming that queue and nothing of another's:
+#             the four consumer actions and its tags on the queue (+ kms:Decrypt via SQS with a
 #             customer managed key), and reading the dead-letter queue's attributes (its
 #             message retention, checked at start against the tombstone retention). It never
 #             receives from, deletes from or redrives the dead-letter queue: redriving is an
 #             operator's action. With feedback_enabled, also sqs:SendMessage on the feedback
 #             queue (and kms:GenerateDataKey via SQS with a customer managed key).
+#             The single queue's document goes to the module's role and user (inline), each
+#             applier's into a managed policy (its cluster's role attaches it) and, for the one
+#             applier with use_module_identity, inline to the module's role and user too.
 #   notifier: in notifier.tf.
 # Every resource is named by ARN; the only wildcard is the log-stream part of the function's
 # own log group ARN.
@@ -37,10 +43,23 @@ resource "aws_iam_role" "webhook" {
 }
 
 data "aws_iam_policy_document" "webhook" {
-  statement {
-    sid       = "SendEvents"
-    actions   = ["sqs:SendMessage"]
-    resources = [aws_sqs_queue.events.arn]
+  dynamic "statement" {
+    for_each = local.fanout_enabled ? [] : [aws_sqs_queue.events[0].arn]
+    content {
+      sid       = "SendEvents"
+      actions   = ["sqs:SendMessage"]
+      resources = [statement.value]
+    }
+  }
+
+  # With appliers (fanout.tf): the topic instead of the queue.
+  dynamic "statement" {
+    for_each = local.fanout_enabled ? [aws_sns_topic.events[0].arn] : []
+    content {
+      sid       = "PublishEvents"
+      actions   = ["sns:Publish"]
+      resources = [statement.value]
+    }
   }
 
   statement {
@@ -55,9 +74,10 @@ data "aws_iam_policy_document" "webhook" {
     resources = ["${aws_cloudwatch_log_group.webhook.arn}:*"]
   }
 
-  # SendMessage to a queue encrypted with a customer managed key needs a data key.
+  # SendMessage to a queue encrypted with a customer managed key needs a data key; so does
+  # Publish to a topic encrypted with one (with appliers).
   dynamic "statement" {
-    for_each = var.kms_key_arn == null ? [] : [var.kms_key_arn]
+    for_each = var.kms_key_arn == null ? [] : (local.fanout_enabled ? [] : [var.kms_key_arn])
     content {
       sid       = "EncryptEventsViaSqs"
       actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
@@ -67,6 +87,21 @@ data "aws_iam_policy_document" "webhook" {
         test     = "StringEquals"
         variable = "kms:ViaService"
         values   = ["sqs.${local.region}.${local.dns_suffix}"]
+      }
+    }
+  }
+
+  dynamic "statement" {
+    for_each = var.kms_key_arn == null ? [] : (local.fanout_enabled ? [var.kms_key_arn] : [])
+    content {
+      sid       = "EncryptEventsViaSns"
+      actions   = ["kms:GenerateDataKey", "kms:Decrypt"]
+      resources = [statement.value]
+
+      condition {
+        test     = "StringEquals"
+        variable = "kms:ViaService"
+        values   = ["sns.${local.region}.${local.dns_suffix}"]
       }
     }
   }
@@ -94,9 +129,25 @@ resource "aws_iam_role_policy" "webhook" {
 }
 
 # ---------------------------------------------------------------------------------------------
-# The applier's permissions (shared by the role and the discouraged IAM user)
+# The applier's permissions: one document per queue an applier may consume. Key
+# local.single_queue_key is the single queue (for the module's role and the discouraged IAM
+# user); every other key is an applier of var.appliers and names that applier's queues only.
+
+locals {
+  # Not a valid applier name (those have no '_'), so it cannot collide with one.
+  single_queue_key = "_single"
+
+  applier_consumers = merge(
+    local.single_queue ? {
+      (local.single_queue_key) = { queue_arn = aws_sqs_queue.events[0].arn, dlq_arn = aws_sqs_queue.dlq[0].arn }
+    } : {},
+    { for k, _ in local.appliers : k => { queue_arn = aws_sqs_queue.applier[k].arn, dlq_arn = aws_sqs_queue.applier_dlq[k].arn } },
+  )
+}
 
 data "aws_iam_policy_document" "applier" {
+  for_each = local.applier_consumers
+
   statement {
     sid = "ConsumeEvents"
     actions = [
@@ -105,7 +156,15 @@ data "aws_iam_policy_document" "applier" {
       "sqs:ChangeMessageVisibility",
       "sqs:GetQueueAttributes",
     ]
-    resources = [aws_sqs_queue.events.arn]
+    resources = [each.value.queue_arn]
+  }
+
+  # The queue's kubetempura:* tags tell the applier whether its queue is its own (an applier's,
+  # `kubetempura:fanout`) and whose; it warns when a queue looks shared.
+  statement {
+    sid       = "ReadQueueTags"
+    actions   = ["sqs:ListQueueTags"]
+    resources = [each.value.queue_arn]
   }
 
   # At start the applier finds the dead-letter queue from the redrive policy (GetQueueUrl by
@@ -116,7 +175,7 @@ data "aws_iam_policy_document" "applier" {
       "sqs:GetQueueUrl",
       "sqs:GetQueueAttributes",
     ]
-    resources = [aws_sqs_queue.dlq.arn]
+    resources = [each.value.dlq_arn]
   }
 
   # PR feedback (feedback.tf): the applier only sends environment states to the feedback
@@ -281,14 +340,31 @@ resource "aws_iam_role" "applier" {
   permissions_boundary = var.iam_permissions_boundary_arn
 
   tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.single_queue || local.module_identity_applier != null
+      error_message = "The module's applier role would have no queue to read: with appliers (and keep_single_queue false) set use_module_identity = true on the applier whose cluster uses this role, or remove the applier_* trust options and give each cluster a role of its own (attach the appliers output's policy_arn)."
+    }
+  }
 }
 
+# The single queue.
 resource "aws_iam_role_policy" "applier" {
-  count = local.create_applier_role ? 1 : 0
+  count = local.create_applier_role && local.single_queue ? 1 : 0
 
   name   = "consume-events"
   role   = aws_iam_role.applier[0].id
-  policy = data.aws_iam_policy_document.applier.json
+  policy = data.aws_iam_policy_document.applier[local.single_queue_key].json
+}
+
+# The applier with use_module_identity (its managed policy's document, inline like the above).
+resource "aws_iam_role_policy" "applier_fanout" {
+  count = local.create_applier_role && local.module_identity_applier != null ? 1 : 0
+
+  name   = "consume-events-${local.module_identity_applier}"
+  role   = aws_iam_role.applier[0].id
+  policy = data.aws_iam_policy_document.applier[local.module_identity_applier].json
 }
 
 resource "aws_eks_pod_identity_association" "applier" {
@@ -313,18 +389,56 @@ resource "aws_iam_user" "applier" {
   permissions_boundary = var.iam_permissions_boundary_arn
 
   tags = local.tags
+
+  lifecycle {
+    precondition {
+      condition     = local.single_queue || local.module_identity_applier != null
+      error_message = "The applier IAM user would have no queue to read: with appliers (and keep_single_queue false) set use_module_identity = true on the applier that uses it, or set create_applier_user = false."
+    }
+  }
 }
 
 resource "aws_iam_user_policy" "applier" {
-  count = var.create_applier_user ? 1 : 0
+  #checkov:skip=CKV_AWS_40:The discouraged IAM user (create_applier_user, off by default) exists for a cluster that can federate no identity; it needs the applier's permissions like the role, and a group around one user would add nothing.
+  count = var.create_applier_user && local.single_queue ? 1 : 0
 
   name   = "consume-events"
   user   = aws_iam_user.applier[0].name
-  policy = data.aws_iam_policy_document.applier.json
+  policy = data.aws_iam_policy_document.applier[local.single_queue_key].json
+}
+
+resource "aws_iam_user_policy" "applier_fanout" {
+  #checkov:skip=CKV_AWS_40:The discouraged IAM user (create_applier_user, off by default) exists for a cluster that can federate no identity; it needs the applier's permissions like the role, and a group around one user would add nothing.
+  count = var.create_applier_user && local.module_identity_applier != null ? 1 : 0
+
+  name   = "consume-events-${local.module_identity_applier}"
+  user   = aws_iam_user.applier[0].name
+  policy = data.aws_iam_policy_document.applier[local.module_identity_applier].json
 }
 
 resource "aws_iam_access_key" "applier" {
   count = var.create_applier_user ? 1 : 0
 
   user = aws_iam_user.applier[0].name
+}
+
+# ---------------------------------------------------------------------------------------------
+# Each applier's permissions as a managed policy, for the role of the cluster that runs it
+# (attach the appliers output's policy_arn). It names that applier's queues only.
+
+resource "aws_iam_policy" "applier" {
+  for_each = local.appliers
+
+  name        = "${var.name}-applier-${each.key}"
+  description = "kubetempura ${var.name}: applier ${each.key} consumes its queue ${each.value.queue_name} (and nothing of another applier's)."
+  policy      = data.aws_iam_policy_document.applier[each.key].json
+
+  tags = each.value.tags
+
+  lifecycle {
+    precondition {
+      condition     = !each.value.use_module_identity || local.create_applier_role || var.create_applier_user
+      error_message = "Applier ${each.key} sets use_module_identity, but the module creates no applier identity: set applier_irsa_oidc_provider_arn, applier_pod_identity_cluster_name or applier_oidc_issuer_url (or create_applier_user), or drop use_module_identity and attach this policy to the cluster's own role."
+    }
+  }
 }

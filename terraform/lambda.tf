@@ -1,4 +1,5 @@
-# The webhook function: verify the GitHub signature, normalise, SendMessage to the FIFO queue.
+# The webhook function: verify the GitHub signature, normalise, SendMessage to the FIFO queue
+# (or, with appliers, Publish to the FIFO topic of fanout.tf).
 # Built with `cargo lambda build --release --arm64 --output-format zip` (repository root), which
 # writes target/lambda/webhook/bootstrap.zip: a `bootstrap` executable for provided.al2023.
 
@@ -12,13 +13,13 @@ resource "aws_cloudwatch_log_group" "webhook" {
 }
 
 resource "aws_lambda_function" "webhook" {
-  #checkov:skip=CKV_AWS_117:The function calls only public AWS endpoints (SQS, Secrets Manager) and serves a public webhook; a VPC would add NAT or endpoints and cold-start cost without isolating anything.
+  #checkov:skip=CKV_AWS_117:The function calls only public AWS endpoints (SQS or SNS, Secrets Manager) and serves a public webhook; a VPC would add NAT or endpoints and cold-start cost without isolating anything.
   #checkov:skip=CKV_AWS_116:Invoked synchronously only (function URL / API Gateway); a Lambda DLQ applies to asynchronous invocations. Failed deliveries are retried from GitHub's side (the function answers 5xx).
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile and AWS Signer in the build; the package is built from this repository by CI. Teams that sign can add a code_signing_config.
-  #checkov:skip=CKV_AWS_173:The environment holds only the queue URL and the secret's ARN, no secret; Lambda encrypts it at rest with an AWS managed key.
+  #checkov:skip=CKV_AWS_173:The environment holds only the queue URL (or topic ARN) and the secret's ARN, no secret; Lambda encrypts it at rest with an AWS managed key.
   #checkov:skip=CKV_AWS_50:X-Ray needs xray:PutTraceSegments on Resource "*", against this module's least-privilege rule; the function logs JSON and the alarms watch its metrics.
   function_name = local.function_name
-  description   = "kubetempura ${var.name}: verify GitHub pull-request webhooks and enqueue them on SQS."
+  description   = "kubetempura ${var.name}: verify GitHub pull-request webhooks and ${local.fanout_enabled ? "publish them to SNS" : "enqueue them on SQS"}."
   role          = aws_iam_role.webhook.arn
 
   runtime       = "provided.al2023"

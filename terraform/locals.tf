@@ -6,6 +6,9 @@ data "aws_region" "current" {}
 
 locals {
   tags = merge({ app = "kubetempura" }, var.tags)
+  # The single queue's applier tag, as each applier's queues carry theirs (modules/appliers): the
+  # applier reads it (ListQueueTags) to tell a dedicated queue from a shared one.
+  single_queue_tags = merge(local.tags, { "kubetempura:applier" = "default" })
 
   account_id = data.aws_caller_identity.current.account_id
   partition  = data.aws_partition.current.partition
@@ -29,14 +32,22 @@ locals {
   secret_arn         = local.create_secret ? aws_secretsmanager_secret.webhook[0].arn : var.webhook_secret_arn
   secret_kms_key_arn = local.create_secret ? var.kms_key_arn : var.webhook_secret_kms_key_arn
 
+  # One webhook, many clusters (fanout.tf). With appliers the function publishes to the topic;
+  # the single queue exists only without them, or while keep_single_queue lets the old applier
+  # drain it.
+  fanout_enabled = length(var.appliers) > 0
+  single_queue   = !local.fanout_enabled || var.keep_single_queue
+
   # The function's environment. These names are read by functions/webhook/src/config.rs
   # (ENV_VARS); tests/test_structure.py fails if either side renames one. WEBHOOK_SECRET (the
   # plaintext secret, for local runs) is deliberately absent: the function gets the ARN only.
+  # Exactly one of QUEUE_URL and TOPIC_ARN is set: the function never writes to both.
   function_environment_required = {
-    QUEUE_URL          = aws_sqs_queue.events.url
     WEBHOOK_SECRET_ARN = local.secret_arn
   }
   function_environment_optional = {
+    QUEUE_URL      = local.fanout_enabled ? null : aws_sqs_queue.events[0].url
+    TOPIC_ARN      = local.fanout_enabled ? aws_sns_topic.events[0].arn : null
     MAX_BODY_BYTES = var.max_body_bytes == null ? null : tostring(var.max_body_bytes)
   }
   function_environment = merge(
@@ -97,9 +108,11 @@ locals {
   alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
 }
 
+# With appliers (and no single queue) an applier may well get its identity elsewhere (a role of
+# its cluster's own, with the appliers output's policy_arn attached): nothing to warn about.
 check "applier_has_an_identity" {
   assert {
-    condition     = local.create_applier_role || var.create_applier_user
+    condition     = !local.single_queue || local.create_applier_role || var.create_applier_user
     error_message = "No applier identity is configured: set applier_irsa_oidc_provider_arn, applier_pod_identity_cluster_name or applier_oidc_issuer_url (or, discouraged, create_applier_user) so the in-cluster applier can read the queue."
   }
 }

@@ -24,23 +24,23 @@ output "api_gateway_id" {
 }
 
 output "queue_url" {
-  description = "URL of the SQS FIFO event queue: the applier's queue setting."
-  value       = aws_sqs_queue.events.url
+  description = "URL of the single SQS FIFO event queue: the applier's queue setting (--queue-url). Null with appliers (see the appliers output), unless keep_single_queue keeps it for draining."
+  value       = local.single_queue ? aws_sqs_queue.events[0].url : null
 }
 
 output "queue_arn" {
-  description = "ARN of the SQS FIFO event queue."
-  value       = aws_sqs_queue.events.arn
+  description = "ARN of the single SQS FIFO event queue, or null when it does not exist (see queue_url)."
+  value       = local.single_queue ? aws_sqs_queue.events[0].arn : null
 }
 
 output "dlq_url" {
-  description = "URL of the FIFO dead-letter queue (inspect and redrive failed events from here)."
-  value       = aws_sqs_queue.dlq.url
+  description = "URL of the single queue's FIFO dead-letter queue (inspect and redrive failed events from here), or null when it does not exist (see queue_url)."
+  value       = local.single_queue ? aws_sqs_queue.dlq[0].url : null
 }
 
 output "dlq_arn" {
-  description = "ARN of the FIFO dead-letter queue."
-  value       = aws_sqs_queue.dlq.arn
+  description = "ARN of the single queue's FIFO dead-letter queue, or null when it does not exist (see queue_url)."
+  value       = local.single_queue ? aws_sqs_queue.dlq[0].arn : null
 }
 
 output "applier_role_arn" {
@@ -127,4 +127,35 @@ output "github_app_secret_arn" {
 output "applier_feedback_run_flag" {
   description = "The argument to add to the applier's `kubetempura run` so it sends environment states to the feedback queue: `--feedback-queue-url=<feedback_queue_url>`. Null with feedback_enabled = false (run without it)."
   value       = var.feedback_enabled ? "--feedback-queue-url=${aws_sqs_queue.feedback[0].url}" : null
+}
+
+# ---------------------------------------------------------------------------------------------
+# One webhook, many clusters (empty or null without appliers)
+
+output "topic_arn" {
+  description = "ARN of the SNS FIFO topic the function publishes to (its TOPIC_ARN), or null without appliers."
+  value       = local.fanout_enabled ? aws_sns_topic.events[0].arn : null
+}
+
+output "appliers" {
+  description = "Per applier (empty without appliers): queue_url, queue_arn, dlq_url, dlq_arn, policy_arn (the managed policy to attach to the role of the cluster that runs it), role_arn (the module's applier role for the applier with use_module_identity, else null), filter_policy (null: every event), run_args (the `kubetempura run` arguments: --queue-url, and --feedback-queue-url with feedback_enabled) and env (the same as environment variables, QUEUE_URL and FEEDBACK_QUEUE_URL, plus AWS_REGION)."
+  value = {
+    for k, a in local.appliers : k => {
+      queue_url     = aws_sqs_queue.applier[k].url
+      queue_arn     = aws_sqs_queue.applier[k].arn
+      dlq_url       = aws_sqs_queue.applier_dlq[k].url
+      dlq_arn       = aws_sqs_queue.applier_dlq[k].arn
+      policy_arn    = aws_iam_policy.applier[k].arn
+      role_arn      = a.use_module_identity && local.create_applier_role ? aws_iam_role.applier[0].arn : null
+      filter_policy = a.filter_policy
+      run_args = concat(
+        ["--queue-url=${aws_sqs_queue.applier[k].url}"],
+        var.feedback_enabled ? ["--feedback-queue-url=${aws_sqs_queue.feedback[0].url}"] : [],
+      )
+      env = merge(
+        { QUEUE_URL = aws_sqs_queue.applier[k].url, AWS_REGION = local.region },
+        var.feedback_enabled ? { FEEDBACK_QUEUE_URL = aws_sqs_queue.feedback[0].url } : {},
+      )
+    }
+  }
 }

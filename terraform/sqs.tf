@@ -1,4 +1,7 @@
-# The event queue and its dead-letter queue, both FIFO.
+# The single event queue and its dead-letter queue, both FIFO. They exist without appliers (the
+# default), and with appliers only while keep_single_queue lets the old applier drain them
+# (local.single_queue); each applier's own queues are in fanout.tf. moved.tf keeps the addresses
+# they had before they were counted.
 #
 # MessageGroupId = repository + PR number (per-PR order, parallel across PRs) and
 # MessageDeduplicationId = X-GitHub-Delivery are set by the function, so content-based
@@ -16,6 +19,8 @@
 # the function's keys (one delivery id always maps to one group) make that safe too.
 
 resource "aws_sqs_queue" "dlq" {
+  count = local.single_queue ? 1 : 0
+
   name                        = local.dlq_name
   fifo_queue                  = true
   content_based_deduplication = false
@@ -32,10 +37,12 @@ resource "aws_sqs_queue" "dlq" {
   kms_master_key_id                 = var.kms_key_arn
   kms_data_key_reuse_period_seconds = var.kms_key_arn == null ? null : var.kms_data_key_reuse_period_seconds
 
-  tags = local.tags
+  tags = local.single_queue_tags
 }
 
 resource "aws_sqs_queue" "events" {
+  count = local.single_queue ? 1 : 0
+
   name                        = local.queue_name
   fifo_queue                  = true
   content_based_deduplication = false
@@ -56,11 +63,11 @@ resource "aws_sqs_queue" "events" {
   # group: later events of that PR proceed, and the applier skips any event older than what it
   # already recorded, so order is preserved where it matters.
   redrive_policy = jsonencode({
-    deadLetterTargetArn = aws_sqs_queue.dlq.arn
+    deadLetterTargetArn = aws_sqs_queue.dlq[0].arn
     maxReceiveCount     = var.max_receive_count
   })
 
-  tags = local.tags
+  tags = local.single_queue_tags
 
   lifecycle {
     precondition {
@@ -72,25 +79,29 @@ resource "aws_sqs_queue" "events" {
 
 # Only the event queue may use the dead-letter queue as its DLQ.
 resource "aws_sqs_queue_redrive_allow_policy" "dlq" {
-  queue_url = aws_sqs_queue.dlq.id
+  count = local.single_queue ? 1 : 0
+
+  queue_url = aws_sqs_queue.dlq[0].id
   redrive_allow_policy = jsonencode({
     redrivePermission = "byQueue"
-    sourceQueueArns   = [aws_sqs_queue.events.arn]
+    sourceQueueArns   = [aws_sqs_queue.events[0].arn]
   })
 }
 
 # Refuse any request to any of the module's queues that is not made over TLS (the feedback
-# queues of feedback.tf too, when feedback_enabled).
+# queues of feedback.tf too, when feedback_enabled, and the appliers' dead-letter queues of
+# fanout.tf; an applier's own queue has a policy of its own there, which also lets the topic in).
 data "aws_iam_policy_document" "queue_tls_only" {
   for_each = merge(
-    {
-      events = aws_sqs_queue.events.arn
-      dlq    = aws_sqs_queue.dlq.arn
-    },
+    local.single_queue ? {
+      events = aws_sqs_queue.events[0].arn
+      dlq    = aws_sqs_queue.dlq[0].arn
+    } : {},
     var.feedback_enabled ? {
       feedback     = aws_sqs_queue.feedback[0].arn
       feedback_dlq = aws_sqs_queue.feedback_dlq[0].arn
     } : {},
+    { for k, q in aws_sqs_queue.applier_dlq : "applier_dlq/${k}" => q.arn },
   )
 
   statement {
@@ -113,11 +124,15 @@ data "aws_iam_policy_document" "queue_tls_only" {
 }
 
 resource "aws_sqs_queue_policy" "events" {
-  queue_url = aws_sqs_queue.events.id
+  count = local.single_queue ? 1 : 0
+
+  queue_url = aws_sqs_queue.events[0].id
   policy    = data.aws_iam_policy_document.queue_tls_only["events"].json
 }
 
 resource "aws_sqs_queue_policy" "dlq" {
-  queue_url = aws_sqs_queue.dlq.id
+  count = local.single_queue ? 1 : 0
+
+  queue_url = aws_sqs_queue.dlq[0].id
   policy    = data.aws_iam_policy_document.queue_tls_only["dlq"].json
 }

@@ -88,7 +88,7 @@ variable "high_throughput_fifo" {
 }
 
 variable "kms_key_arn" {
-  description = "ARN of a customer managed KMS key to encrypt the queues (and the secrets the module creates: the generated webhook secret, the GitHub App secret) with. Null uses SSE-SQS (SQS-managed keys) and the AWS managed key of Secrets Manager. When set, the functions and the applier are granted only the KMS actions SQS needs, only through SQS (`kms:ViaService`); the key policy must allow this account's IAM policies to grant it."
+  description = "ARN of a customer managed KMS key to encrypt the queues (and, with appliers, the SNS topic; and the secrets the module creates: the generated webhook secret, the GitHub App secret) with. Null uses SSE-SQS (SQS-managed keys), the AWS managed key of SNS (`alias/aws/sns`) for the topic, and the AWS managed key of Secrets Manager. When set, the functions and the applier are granted only the KMS actions SQS (or SNS) needs, only through that service (`kms:ViaService`); the key policy must allow this account's IAM policies to grant it and, with appliers, must let the service principal `sns.amazonaws.com` use it (kms:GenerateDataKey, kms:Decrypt) to deliver to the appliers' queues."
   type        = string
   default     = null
 
@@ -621,4 +621,31 @@ variable "feedback_queue_age_alarm_threshold_seconds" {
     condition     = var.feedback_queue_age_alarm_threshold_seconds >= 60 && var.feedback_queue_age_alarm_threshold_seconds <= 1209600
     error_message = "feedback_queue_age_alarm_threshold_seconds must be from 60 to 1209600."
   }
+}
+
+# ---------------------------------------------------------------------------------------------
+# One webhook, many clusters (fanout.tf, modules/appliers): an SNS FIFO topic and a queue per
+# applier. Empty (the default): the single queue above, exactly as without these inputs.
+
+variable "appliers" {
+  description = "Appliers (clusters, or teams within a cluster) sharing this webhook, by name (1-30 lowercase letters, digits or `-`; their queues are `<name>-<applier>.fifo` and `<name>-<applier>-dlq.fifo`). Empty (the default): the single queue, no topic. With entries the function publishes to an SNS FIFO topic (TOPIC_ARN instead of QUEUE_URL) and each applier gets its own FIFO queue and dead-letter queue, alarms and IAM policy, the queue subscribed to the topic with raw message delivery and a filter policy on the message attributes `repository` and `owner`: `repositories` (`owner/name`, exact), `repository_prefixes` (`owner/` or `owner/name-start`, a prefix of `owner/name`), `owners` (logins, exact). An event matching any of them is delivered; an applier with none gets every event. Matching is case-sensitive: spell names as GitHub does. Per-applier options left null take the module's: max_receive_count, visibility_timeout_seconds, message_retention_seconds, dlq_message_retention_seconds, create_alarms, queue_age_alarm_threshold_seconds. `use_module_identity = true` (at most one applier) gives that applier's permissions to the module's own applier role or user; other appliers' clusters attach `appliers[<name>].policy_arn` to a role of their own. Validated in modules/appliers."
+  type = map(object({
+    repositories                      = optional(list(string), [])
+    repository_prefixes               = optional(list(string), [])
+    owners                            = optional(list(string), [])
+    max_receive_count                 = optional(number)
+    visibility_timeout_seconds        = optional(number)
+    message_retention_seconds         = optional(number)
+    dlq_message_retention_seconds     = optional(number)
+    create_alarms                     = optional(bool)
+    queue_age_alarm_threshold_seconds = optional(number)
+    use_module_identity               = optional(bool, false)
+  }))
+  default = {}
+}
+
+variable "keep_single_queue" {
+  description = "With appliers: keep the single event queue, its dead-letter queue, their alarms and the module identity's permissions on them, although the function no longer sends to it. For the upgrade from the single queue: keep it while the old applier drains it (and its dead-letter queue), then set false, which deletes both queues with anything still in them. No effect without appliers (the single queue is the setup)."
+  type        = bool
+  default     = false
 }
