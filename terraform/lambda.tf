@@ -48,11 +48,14 @@ resource "aws_lambda_function" "webhook" {
   tags = local.tags
 
   # The log group and the role's permissions must exist before the first invocation, and the
-  # secret must have a value before the function reads it.
+  # secret must have a value before the function reads it. With appliers, every subscription
+  # (and so its queue's policy) must exist before the function publishes: SNS delivers an event
+  # only to the subscriptions it has at that moment.
   depends_on = [
     aws_cloudwatch_log_group.webhook,
     aws_iam_role_policy.webhook,
     aws_secretsmanager_secret_version.webhook,
+    aws_sns_topic_subscription.applier,
   ]
 }
 

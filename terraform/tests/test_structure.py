@@ -1349,6 +1349,8 @@ def test_each_subscription_delivers_raw_with_a_message_attribute_filter_only_whe
     # The provider refuses a scope without a policy; no policy means every event.
     assert norm_expr(attr(subscription, "filter_policy_scope")) == '${each.value.filter_policy==null?null:"MessageAttributes"}'
     assert "aws_sqs_queue_policy.applier" in norm_expr(attr(subscription, "depends_on"))
+    # The function switches to the topic only once every applier is subscribed.
+    assert "aws_sns_topic_subscription.applier" in norm_expr(attr(resource("aws_lambda_function", "webhook"), "depends_on"))
 
 
 def test_each_applier_policy_names_only_its_own_queues():
