@@ -157,6 +157,40 @@ impl DeadLetterQueue {
     }
 }
 
+/// The tag naming the applier a queue was made for (set by terraform/ on every queue).
+pub const APPLIER_TAG: &str = "kubetempura:applier";
+
+/// Why the queue's tags suggest another applier consumes it too, if they do: a queue made for
+/// one applier (its `kubetempura:applier` tag) consumed by an applier of another name. Two
+/// appliers on one queue take each other's events, each acknowledging what it has no ReviewApp
+/// for.
+pub fn queue_sharing_problem(
+    tags: &HashMap<String, String>,
+    cluster_name: Option<&str>,
+) -> Option<String> {
+    let owner = tags.get(APPLIER_TAG)?;
+    let me = cluster_name?;
+    (owner != me).then(|| {
+        format!(
+            "the queue is tagged {APPLIER_TAG}={owner:?} but this applier is --cluster-name {me:?}: if the applier {owner:?} consumes it too, each takes the other's events and acknowledges those it has no ReviewApp for. Give every applier its own queue (terraform: the `appliers` map)"
+        )
+    })
+}
+
+/// The queue's tags (ListQueueTags).
+pub async fn read_queue_tags(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+) -> Result<HashMap<String, String>, String> {
+    let out = sqs
+        .list_queue_tags()
+        .queue_url(queue_url)
+        .send()
+        .await
+        .map_err(|e| format!("ListQueueTags of {queue_url}: {}", DisplayErrorContext(&e)))?;
+    Ok(out.tags.unwrap_or_default())
+}
+
 /// Reads the visibility timeout, message retention and redrive policy of the queue, and the
 /// message retention of its dead-letter queue (GetQueueAttributes on both, GetQueueUrl by the
 /// name in the dead-letter queue's ARN).
@@ -519,6 +553,11 @@ impl Consumer {
                 | crate::reconcile::Outcome::Recorded(reason) => {
                     tracing::info!(outcome = o.label(), reason = %reason, "event handled")
                 }
+                // One queue per applier: an event of a repository no ReviewApp here follows is
+                // another cluster's (or nobody's) business, acknowledged and counted, not news.
+                crate::reconcile::Outcome::NoReviewApp => {
+                    tracing::debug!(outcome = o.label(), "event handled")
+                }
                 _ => tracing::info!(outcome = o.label(), detail = ?o, "event handled"),
             }
         }
@@ -743,6 +782,20 @@ mod tests {
         assert_eq!(next(2, 2, 1_020), None);
         // No budget: one attempt per receive.
         assert_eq!(next(0, 1, 0), None);
+    }
+
+    #[test]
+    fn a_queue_tagged_for_another_applier_is_reported() {
+        let tags = HashMap::from([(APPLIER_TAG.to_owned(), "eu-1".to_owned())]);
+        assert_eq!(queue_sharing_problem(&tags, Some("eu-1")), None);
+        let problem = queue_sharing_problem(&tags, Some("us-1")).unwrap();
+        assert!(
+            problem.contains("\"eu-1\"") && problem.contains("\"us-1\""),
+            "{problem}"
+        );
+        // Nothing to compare: no tag (a queue made by hand), or an applier without a name.
+        assert_eq!(queue_sharing_problem(&HashMap::new(), Some("us-1")), None);
+        assert_eq!(queue_sharing_problem(&tags, None), None);
     }
 
     #[test]

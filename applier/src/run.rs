@@ -26,12 +26,14 @@ pub struct RunArgs {
     #[arg(long, env = "QUEUE_URL")]
     pub queue_url: String,
     /// URL of the SQS FIFO queue environment states go to (deploying, ready, failed, closed,
-    /// skipped), for the notifier to show on the pull request. Needs only sqs:SendMessage on
+    /// skipped, waiting, blocked, queued, expired), for the notifier to show on the pull request. Needs only sqs:SendMessage on
     /// it. Absent: nothing is sent.
     #[arg(long, env = "FEEDBACK_QUEUE_URL", value_name = "URL")]
     pub feedback_queue_url: Option<String>,
-    /// This cluster's name in feedback: one pull request's environments in several clusters
-    /// become separate GitHub deployments (`<cluster>/<environment>`) and comment rows.
+    /// This cluster's (or applier's) name: in feedback, one pull request's environments in
+    /// several clusters become separate GitHub deployments (`<cluster>/<environment>`) and
+    /// comment rows; at start, a queue tagged `kubetempura:applier` for another name (terraform's
+    /// `appliers` map tags each queue) is warned about as possibly shared.
     #[arg(long, env = "KUBETEMPURA_CLUSTER_NAME", value_name = "NAME", value_parser = cluster_name)]
     pub cluster_name: Option<String>,
     /// Pull requests processed at once (messages of one pull request are always sequential).
@@ -241,6 +243,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// When they cannot be read (a missing permission, the queue unreachable), says so and goes on
 /// with SQS's default visibility timeout, without the retention check.
 async fn check_queue(sqs: &aws_sdk_sqs::Client, args: &RunArgs) -> anyhow::Result<Duration> {
+    match crate::consumer::read_queue_tags(sqs, &args.queue_url).await {
+        Ok(tags) => {
+            if let Some(problem) =
+                crate::consumer::queue_sharing_problem(&tags, args.cluster_name.as_deref())
+            {
+                tracing::warn!("{problem}");
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the queue's tags (sqs:ListQueueTags): whether another applier's queue is consumed is not checked")
+        }
+    }
     let attrs = match crate::consumer::read_queue_attributes(sqs, &args.queue_url).await {
         Ok(attrs) => attrs,
         Err(e) => {
