@@ -92,6 +92,15 @@ pub enum CheckState {
 }
 
 impl CheckState {
+    /// The state as a word: `pending`, `success` or `failure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+
     /// The state of a check run, check suite or workflow run from GitHub's `status` and
     /// `conclusion`.
     pub fn from_run(status: &str, conclusion: Option<&str>) -> Self {
@@ -767,6 +776,13 @@ mod tests {
         assert_eq!(CheckState::from_status("success"), CheckState::Success);
         assert_eq!(CheckState::from_status("error"), CheckState::Failure);
         assert_eq!(CheckState::from_status("failure"), CheckState::Failure);
+        for state in [
+            CheckState::Pending,
+            CheckState::Success,
+            CheckState::Failure,
+        ] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
     }
 
     #[test]
