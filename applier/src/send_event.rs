@@ -570,117 +570,97 @@ mod tests {
         let runs = format!("{html}/runs/{CHECK_ID}");
         let workflow_runs = format!("{html}/actions/runs/{CHECK_ID}");
         let suite = format!("{html}/commit/{SHA}/checks");
-        // (kind, name, conclusion, url given, pull requests, state, url expected)
-        let cases: [(
-            CheckKind,
-            &str,
-            Option<&str>,
-            Option<&str>,
-            &[u64],
-            CheckState,
-            Option<&str>,
-        ); 8] = [
-            (
-                CheckKind::CheckRun,
-                "build",
-                Some("success"),
-                None,
-                &[7],
-                CheckState::Success,
-                Some(&runs),
-            ),
-            (
-                CheckKind::CheckRun,
-                "build",
-                None,
-                Some("https://ci.example.com/1"),
-                &[],
-                CheckState::Pending,
-                Some("https://ci.example.com/1"),
-            ),
-            (
-                CheckKind::CheckSuite,
-                "github-actions",
-                Some("failure"),
-                None,
-                &[7],
-                CheckState::Failure,
-                Some(&suite),
-            ),
-            (
-                CheckKind::CheckSuite,
-                "github-actions",
-                None,
-                None,
-                &[],
-                CheckState::Pending,
-                Some(&suite),
-            ),
-            (
-                CheckKind::Workflow,
-                "CI",
-                Some("timed_out"),
-                None,
-                &[7],
-                CheckState::Failure,
-                Some(&workflow_runs),
-            ),
-            (
-                CheckKind::Workflow,
-                "CI",
-                None,
-                None,
-                &[],
-                CheckState::Pending,
-                Some(&workflow_runs),
-            ),
-            (
-                CheckKind::Status,
-                "ci/circleci: build",
-                Some("success"),
-                Some("https://ci.example.com/7"),
-                &[],
-                CheckState::Success,
-                Some("https://ci.example.com/7"),
-            ),
-            (
-                CheckKind::Status,
-                "ci/circleci: build",
-                None,
-                None,
-                &[],
-                CheckState::Pending,
-                None,
-            ),
-        ];
-        for (kind, name, conclusion, url, prs, state, want_url) in cases {
+        let delivery = |kind,
+                        name: &str,
+                        conclusion: Option<&str>,
+                        url: Option<&str>,
+                        prs: &[u64]| {
             let mut d =
                 CheckDelivery::new("https://github.com/Mercari/not-exists.git", SHA, kind, name);
             d.conclusion = conclusion.map(str::to_owned);
             d.url = url.map(str::to_owned);
             d.pull_requests = prs.to_vec();
             d.updated_at = at;
+            d
+        };
+        let (ci_1, ci_7) = ("https://ci.example.com/1", "https://ci.example.com/7");
+        // (delivery, state, url expected)
+        let cases = [
+            (
+                delivery(CheckKind::CheckRun, "build", Some("success"), None, &[7]),
+                CheckState::Success,
+                Some(runs.as_str()),
+            ),
+            (
+                delivery(CheckKind::CheckRun, "build", None, Some(ci_1), &[]),
+                CheckState::Pending,
+                Some(ci_1),
+            ),
+            (
+                delivery(
+                    CheckKind::CheckSuite,
+                    "github-actions",
+                    Some("failure"),
+                    None,
+                    &[7],
+                ),
+                CheckState::Failure,
+                Some(&suite),
+            ),
+            (
+                delivery(CheckKind::CheckSuite, "github-actions", None, None, &[]),
+                CheckState::Pending,
+                Some(&suite),
+            ),
+            (
+                delivery(CheckKind::Workflow, "CI", Some("timed_out"), None, &[7]),
+                CheckState::Failure,
+                Some(&workflow_runs),
+            ),
+            (
+                delivery(CheckKind::Workflow, "CI", None, None, &[]),
+                CheckState::Pending,
+                Some(&workflow_runs),
+            ),
+            (
+                delivery(
+                    CheckKind::Status,
+                    "ci/circleci: build",
+                    Some("success"),
+                    Some(ci_7),
+                    &[],
+                ),
+                CheckState::Success,
+                Some(ci_7),
+            ),
+            (
+                delivery(CheckKind::Status, "ci/circleci: build", None, None, &[]),
+                CheckState::Pending,
+                None,
+            ),
+        ];
+        for (d, state, want_url) in cases {
             let checks = checks_of(d.event(), &d.payload().unwrap());
             let received_at = checks[0].received_at;
             let want = CheckEvent {
                 version: EVENT_SCHEMA_VERSION,
                 delivery_id: "d".into(),
-                event: kind.github_event().into(),
-                kind,
+                event: d.kind.github_event().into(),
+                kind: d.kind,
                 repository: repository.clone(),
                 head_sha: SHA.into(),
-                name: name.into(),
+                name: d.name.clone(),
                 state,
-                conclusion: match (kind, conclusion) {
+                conclusion: match (d.kind, &d.conclusion) {
                     (CheckKind::Status, None) => Some("pending".into()),
-                    _ => conclusion.map(str::to_owned),
+                    (_, c) => c.clone(),
                 },
                 url: want_url.map(str::to_owned),
-                pull_request: prs.first().copied(),
+                pull_request: d.pull_requests.first().copied(),
                 updated_at: at,
                 received_at,
             };
-            assert_eq!(checks, [want], "{kind:?} {conclusion:?}");
+            assert_eq!(checks, [want], "{:?} {:?}", d.kind, d.conclusion);
         }
     }
 

@@ -19,6 +19,18 @@ const ACTED_ON: &[&str] = &[
     "converted_to_draft",
 ];
 
+/// An ignored example is of an action not acted on, and the reason names that action.
+fn assert_ignored_for_its_action(source: &str, action: &str, acted_on: &[&str], reason: &str) {
+    assert!(
+        !acted_on.contains(&action),
+        "{source} was ignored: {reason}"
+    );
+    assert!(
+        reason.contains(action),
+        "{source}: reason {reason:?} does not name the action"
+    );
+}
+
 #[test]
 fn every_octokit_pull_request_example_normalises_or_is_ignored_with_a_reason() {
     let examples = pull_request_examples();
@@ -70,16 +82,7 @@ fn every_octokit_pull_request_example_normalises_or_is_ignored_with_a_reason() {
             Normalized::Checks(c) => panic!("{}: check events {c:?}", ex.source),
             Normalized::Ignored(reason) => {
                 ignored += 1;
-                assert!(
-                    !ACTED_ON.contains(&ex.action.as_str()),
-                    "{} was ignored: {reason}",
-                    ex.source
-                );
-                assert!(
-                    reason.contains(&ex.action),
-                    "{}: reason {reason:?} does not name the action",
-                    ex.source
-                );
+                assert_ignored_for_its_action(&ex.source, &ex.action, ACTED_ON, &reason);
             }
         }
     }
@@ -121,16 +124,8 @@ fn every_octokit_check_example_normalises_or_is_ignored_with_a_reason() {
                 Normalized::Checks(events) => events,
                 Normalized::Ignored(reason) => {
                     ignored += 1;
-                    assert!(
-                        !acted_on.contains(&ex.action.as_str()),
-                        "{event} {} was ignored: {reason}",
-                        ex.source
-                    );
-                    assert!(
-                        reason.contains(&ex.action),
-                        "{event} {}: {reason}",
-                        ex.source
-                    );
+                    let source = format!("{event} {}", ex.source);
+                    assert_ignored_for_its_action(&source, &ex.action, acted_on, &reason);
                     continue;
                 }
                 Normalized::Event(e) => panic!("{event} {}: a pull_request event {e:?}", ex.source),

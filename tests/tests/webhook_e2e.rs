@@ -222,32 +222,37 @@ async fn a_check_run_lands_in_its_pull_requests_group_and_a_status_in_its_commit
         assert!(!user.contains_key("action"), "{user:?}");
         by_group.insert(group, (dedup, *check));
     }
-    let (dedup, check) = &by_group["owner/name#7"];
-    assert_eq!(dedup, "check-run-0001");
-    assert_eq!(
+    let want = [
         (
-            check.kind,
-            check.name.as_str(),
-            check.state,
-            check.pull_request
-        ),
-        (CheckKind::CheckRun, "build", CheckState::Success, Some(7))
-    );
-    let (dedup, check) = &by_group[&format!("owner/name@{sha}")];
-    assert_eq!(dedup, "status-0001");
-    assert_eq!(
-        (
-            check.kind,
-            check.name.as_str(),
-            check.state,
-            check.pull_request
+            "owner/name#7".to_owned(),
+            "check-run-0001",
+            CheckKind::CheckRun,
+            "build",
+            CheckState::Success,
+            Some(7),
         ),
         (
+            format!("owner/name@{sha}"),
+            "status-0001",
             CheckKind::Status,
             "ci/circleci: build",
             CheckState::Failure,
-            None
-        )
-    );
-    assert_eq!(check.head_sha, sha);
+            None,
+        ),
+    ];
+    for (group, want_dedup, kind, name, state, pr) in want {
+        let (dedup, check) = &by_group[&group];
+        assert_eq!(dedup, want_dedup, "{group}");
+        assert_eq!(
+            (
+                check.kind,
+                check.name.as_str(),
+                check.state,
+                check.pull_request
+            ),
+            (kind, name, state, pr),
+            "{group}"
+        );
+        assert_eq!(check.head_sha, sha);
+    }
 }

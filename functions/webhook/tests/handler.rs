@@ -44,30 +44,28 @@ impl Recording {
         }
     }
 
+    /// The messages sent, each read by `pick` (which panics on a message of the other kind).
+    fn sent<T>(&self, pick: impl Fn(&QueueMessage) -> Option<T>) -> Vec<T> {
+        let sent = self.sent.lock().unwrap();
+        sent.iter()
+            .map(|m| pick(m).unwrap_or_else(|| panic!("unexpected message {m:?}")))
+            .collect()
+    }
+
     /// The pull-request events sent.
     fn events(&self) -> Vec<PrEvent> {
-        self.sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|m| match m {
-                QueueMessage::PullRequest(e) => (**e).clone(),
-                QueueMessage::Check(c) => panic!("a check event was sent: {c:?}"),
-            })
-            .collect()
+        self.sent(|m| match m {
+            QueueMessage::PullRequest(e) => Some((**e).clone()),
+            QueueMessage::Check(_) => None,
+        })
     }
 
     /// The check events sent.
     fn checks(&self) -> Vec<CheckEvent> {
-        self.sent
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|m| match m {
-                QueueMessage::Check(c) => (**c).clone(),
-                QueueMessage::PullRequest(e) => panic!("a pull_request event was sent: {e:?}"),
-            })
-            .collect()
+        self.sent(|m| match m {
+            QueueMessage::Check(c) => Some((**c).clone()),
+            QueueMessage::PullRequest(_) => None,
+        })
     }
 
     fn len(&self) -> usize {
