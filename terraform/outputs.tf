@@ -1,5 +1,5 @@
 output "webhook_url" {
-  description = "URL to enter as the GitHub webhook's Payload URL (content type application/json, event \"Pull requests\"): the function URL, or the API Gateway endpoint with endpoint_type = api_gateway."
+  description = "URL to enter as the GitHub webhook's Payload URL (content type application/json; events \"Pull requests\", and \"Check runs\", \"Check suites\", \"Workflow runs\" and \"Statuses\" for build-gated ReviewApps): the function URL, or the API Gateway endpoint with endpoint_type = api_gateway."
   value       = local.use_api_gateway ? "${aws_apigatewayv2_api.webhook[0].api_endpoint}/" : aws_lambda_function_url.webhook[0].function_url
 }
 

@@ -29,7 +29,18 @@ pub enum Command {
     /// Run the applier: long-poll the queue and apply ReviewApps (in the cluster, or locally
     /// with KUBECONFIG and the standard AWS environment).
     Run(Box<crate::run::RunArgs>),
-    /// Sign and POST a synthetic pull_request delivery to a webhook URL (smoke test).
+    /// Sign and POST a synthetic pull_request or check result delivery to a webhook URL.
+    ///
+    /// A pull_request by default; --event check_run, check_suite, workflow_run or status sends a
+    /// check result, as the checks a build-gated ReviewApp (spec.waitFor) awaits.
+    ///
+    /// Examples:
+    ///   kubetempura send-event --repository https://github.com/o/r --sha <40-hex> --pr 7
+    ///   kubetempura send-event --repository https://github.com/o/r --sha <40-hex> --pr 7 \
+    ///     --event check_run --check-name build --conclusion success
+    ///   kubetempura send-event --repository https://github.com/o/r --sha <40-hex> \
+    ///     --event status --check-name 'ci/circleci: build' --conclusion failure
+    #[command(verbatim_doc_comment)]
     SendEvent(Box<crate::send_event::SendEventArgs>),
 }
 

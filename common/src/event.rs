@@ -187,7 +187,7 @@ pub fn bounded_group(full_name: &str, suffix: &str) -> String {
 /// Errors of normalising a delivery or reading a queue message.
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
-    #[error("payload is not a valid pull_request delivery: {0}")]
+    #[error("payload is not a valid delivery of its event: {0}")]
     Payload(#[source] serde_json::Error),
     #[error("payload field {field} is invalid: {reason}")]
     Field { field: &'static str, reason: String },
@@ -204,6 +204,8 @@ pub enum EventError {
 pub enum Normalized {
     /// An event to enqueue.
     Event(Box<PrEvent>),
+    /// Check results to enqueue (never empty): see [`crate::check::normalize_check`].
+    Checks(Vec<crate::check::CheckEvent>),
     /// Nothing to do, with the reason (for the 202 "ignored" answer and the log line).
     Ignored(String),
 }
@@ -285,14 +287,18 @@ struct Changes {
 ///
 /// `event` is the `X-GitHub-Event` header, `delivery_id` the `X-GitHub-Delivery` header and
 /// `body` the JSON payload. Events and actions kubetempura does not act on are
-/// [`Normalized::Ignored`] with a reason; a `pull_request` payload that lacks what we need is an
-/// error.
+/// [`Normalized::Ignored`] with a reason; a payload that lacks what we need is an error.
+/// `check_run`, `check_suite`, `workflow_run` and `status` deliveries are check results
+/// ([`crate::check::normalize_check`]).
 pub fn normalize(
     event: &str,
     delivery_id: &str,
     body: &[u8],
     received_at: DateTime<Utc>,
 ) -> Result<Normalized, EventError> {
+    if crate::check::CheckKind::from_github_event(event).is_some() {
+        return crate::check::normalize_check(event, delivery_id, body, received_at);
+    }
     if event != "pull_request" {
         return Ok(Normalized::Ignored(format!(
             "event {event:?} is not handled"
@@ -362,7 +368,8 @@ pub fn is_full_sha(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn truncate_utf8(s: &mut String, max: usize) {
+/// Cuts `s` to at most `max` bytes on a character boundary.
+pub(crate) fn truncate_utf8(s: &mut String, max: usize) {
     if s.len() > max {
         let mut cut = max;
         while !s.is_char_boundary(cut) {
@@ -392,7 +399,7 @@ mod tests {
     fn event_of(n: Normalized) -> PrEvent {
         match n {
             Normalized::Event(e) => *e,
-            Normalized::Ignored(r) => panic!("ignored: {r}"),
+            other => panic!("not a pull_request event: {other:?}"),
         }
     }
 

@@ -1,5 +1,5 @@
-//! Test support: the real GitHub `pull_request` payloads of the npm package
-//! `@octokit/webhooks-examples` (installed by `make deps` into `node_modules/`).
+//! Test support: the real GitHub webhook payloads (`pull_request`, `check_run`, `status` …) of the
+//! npm package `@octokit/webhooks-examples` (installed by `make deps` into `node_modules/`).
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub struct Example {
     /// Where it came from, e.g. `api.github.com#3 (closed)`.
     pub source: String,
-    /// `action` of the payload.
+    /// `action` of the payload (empty for events without one, such as `status`).
     pub action: String,
     /// The payload, serialised as GitHub would send it.
     pub body: Vec<u8>,
@@ -27,6 +27,15 @@ pub fn examples_dir() -> PathBuf {
 /// # Panics
 /// When the package is not installed: run `make deps` (or `npm ci`) first.
 pub fn pull_request_examples() -> Vec<Example> {
+    examples("pull_request")
+}
+
+/// Every example of the webhook event `event` (`X-GitHub-Event`: `check_run`, `status` …) of
+/// every folder (api.github.com and ghes-*), sorted by folder.
+///
+/// # Panics
+/// When the package is not installed: run `make deps` (or `npm ci`) first.
+pub fn examples(event: &str) -> Vec<Example> {
     let dir = examples_dir();
     let mut folders: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| {
@@ -49,7 +58,7 @@ pub fn pull_request_examples() -> Vec<Example> {
             .unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
         let index: Vec<serde_json::Value> =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", folder.display()));
-        for entry in index.iter().filter(|e| e["name"] == "pull_request") {
+        for entry in index.iter().filter(|e| e["name"] == event) {
             for (i, ex) in entry["examples"]
                 .as_array()
                 .into_iter()

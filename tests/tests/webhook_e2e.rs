@@ -6,11 +6,14 @@
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use kubetempura_applier::send_event::CheckDelivery;
+use kubetempura_common::check::{CheckKind, CheckState, QueueMessage};
 use kubetempura_common::event::{PrAction, PrEvent};
 use kubetempura_common::testing::pull_request_examples;
 use kubetempura_tests::harness::github::post_delivery;
 use kubetempura_tests::harness::lambda::WebhookFunction;
 use kubetempura_tests::harness::sqs::SqsEmulator;
+use kubetempura_tests::harness::wait_for;
 
 const SECRET: &str = "e2e-secret";
 
@@ -163,4 +166,93 @@ async fn secrets_from_secrets_manager_are_fetched_at_cold_start_and_rotation_wor
         !function.output().contains("new-secret"),
         "the secret was logged"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_check_run_lands_in_its_pull_requests_group_and_a_status_in_its_commits() {
+    let sqs = SqsEmulator::start().await;
+    let queues = sqs.create_fifo_with_dlq("webhook-checks", 3, 30).await;
+    let function = function_for(&sqs, &queues.url).await;
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let repo = "https://github.com/owner/name";
+    let mut run = CheckDelivery::new(repo, sha, CheckKind::CheckRun, "build");
+    run.pull_requests = vec![7];
+    let mut status = CheckDelivery::new(repo, sha, CheckKind::Status, "ci/circleci: build");
+    status.conclusion = Some("failure".into());
+    for (delivery, id) in [(&run, "check-run-0001"), (&status, "status-0001")] {
+        let (code, reply) = post_delivery(
+            &function.url,
+            SECRET,
+            delivery.event(),
+            id,
+            &delivery.payload().unwrap(),
+        )
+        .await;
+        assert_eq!(code, 202, "{id}: {reply}\n{}", function.output());
+        assert_eq!(reply["status"], "queued", "{id}: {reply}");
+    }
+
+    let received = std::sync::Mutex::new(Vec::new());
+    let (sqs, url, received) = (&sqs, &queues.url, &received);
+    let messages = wait_for(
+        "both check messages",
+        Duration::from_secs(30),
+        || async move {
+            let batch = sqs.receive(url, 1).await;
+            let mut all = received.lock().unwrap();
+            all.extend(batch);
+            (all.len() >= 2).then(|| all.clone())
+        },
+    )
+    .await;
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    let mut by_group = std::collections::BTreeMap::new();
+    for m in &messages {
+        let attrs = m.attributes.as_ref().expect("system attributes");
+        let group = attrs[&MessageSystemAttributeName::MessageGroupId].clone();
+        let dedup = attrs[&MessageSystemAttributeName::MessageDeduplicationId].clone();
+        let user = m.message_attributes.as_ref().expect("message attributes");
+        let QueueMessage::Check(check) =
+            QueueMessage::from_json(m.body.as_deref().unwrap()).unwrap()
+        else {
+            panic!("not a check message: {m:?}")
+        };
+        assert_eq!(user["event"].string_value(), Some(check.event.as_str()));
+        assert_eq!(user["repository"].string_value(), Some("owner/name"));
+        assert!(!user.contains_key("action"), "{user:?}");
+        by_group.insert(group, (dedup, *check));
+    }
+    let want = [
+        (
+            "owner/name#7".to_owned(),
+            "check-run-0001",
+            CheckKind::CheckRun,
+            "build",
+            CheckState::Success,
+            Some(7),
+        ),
+        (
+            format!("owner/name@{sha}"),
+            "status-0001",
+            CheckKind::Status,
+            "ci/circleci: build",
+            CheckState::Failure,
+            None,
+        ),
+    ];
+    for (group, want_dedup, kind, name, state, pr) in want {
+        let (dedup, check) = &by_group[&group];
+        assert_eq!(dedup, want_dedup, "{group}");
+        assert_eq!(
+            (
+                check.kind,
+                check.name.as_str(),
+                check.state,
+                check.pull_request
+            ),
+            (kind, name, state, pr),
+            "{group}"
+        );
+        assert_eq!(check.head_sha, sha);
+    }
 }

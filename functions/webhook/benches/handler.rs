@@ -23,7 +23,7 @@ struct NoQueue;
 impl EventQueue for NoQueue {
     fn send<'a>(
         &'a self,
-        _: &'a kubetempura_common::event::PrEvent,
+        _: &'a kubetempura_common::check::QueueMessage,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, QueueError>> + Send + 'a>>
     {
         Box::pin(async { Err(QueueError("benchmarks never send".into())) })
@@ -72,7 +72,7 @@ fn bench(c: &mut Criterion) {
         assert!(
             matches!(
                 prepare(&app, &Method::POST, &headers, body, &mut Facts::default()),
-                Prepared::Enqueue(_)
+                Prepared::Enqueue { .. }
             ),
             "{name} must be queued"
         );

@@ -1,14 +1,17 @@
 //! The request handler: verify → filter → normalise → enqueue.
 //!
 //! The signature is checked over the raw request bytes before anything is parsed. Responses are
-//! short JSON documents with a reason; the payload is never echoed and never logged.
+//! short JSON documents with a reason; the payload is never echoed and never logged. A
+//! `pull_request` delivery gives one message; a check result (`check_run`, `check_suite`,
+//! `workflow_run`, `status`) gives one per pull request it names, or one for its commit.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
 use http::{HeaderMap, Method, StatusCode};
-use kubetempura_common::event::{Normalized, PrEvent, normalize};
+use kubetempura_common::check::{CheckEvent, QueueMessage};
+use kubetempura_common::event::{Normalized, normalize};
 use kubetempura_common::signature::{SIGNATURE_HEADER, WebhookSecrets};
 use serde::Serialize;
 
@@ -36,8 +39,12 @@ pub struct ReplyBody {
     /// `queued`, `ignored`, `pong` or `error`.
     pub status: &'static str,
     pub reason: String,
+    /// The queue's id of the (first) message sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
+    /// Every message id, when the delivery gave more than one message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub message_ids: Vec<String>,
 }
 
 impl Reply {
@@ -48,6 +55,7 @@ impl Reply {
                 status: kind,
                 reason: reason.into(),
                 message_id: None,
+                message_ids: Vec::new(),
             },
         }
     }
@@ -70,6 +78,8 @@ pub struct Facts {
     pub action: String,
     pub repository: String,
     pub pr: Option<u64>,
+    /// A check result: "check run `build`: failure".
+    pub check: String,
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -103,8 +113,11 @@ fn payload_bytes<'a>(
 pub enum Prepared {
     /// Answer at once (errors, ping, ignored events).
     Reply(Reply),
-    /// Send this event to the queue.
-    Enqueue(Box<PrEvent>),
+    /// Send these messages (one or more) to the queue, then answer `queued` with `reason`.
+    Enqueue {
+        messages: Vec<QueueMessage>,
+        reason: String,
+    },
 }
 
 /// Everything before the queue call: method, size, signature over the raw bytes, payload
@@ -180,12 +193,54 @@ pub fn prepare(
             facts.action = event.action.as_str().to_owned();
             facts.repository = event.repository.full_name.clone();
             facts.pr = Some(event.number);
-            Prepared::Enqueue(event)
+            Prepared::Enqueue {
+                reason: format!("pull_request {} queued", event.action),
+                messages: vec![QueueMessage::PullRequest(event)],
+            }
+        }
+        Ok(Normalized::Checks(checks)) => {
+            let Some(first) = checks.first() else {
+                return reply(Reply::new(
+                    StatusCode::ACCEPTED,
+                    "ignored",
+                    "the delivery gave no check result",
+                ));
+            };
+            facts.repository = first.repository.full_name.clone();
+            facts.check = format!("{}: {}", first.fact().describe(), first.state.as_str());
+            facts.pr = first.pull_request.filter(|_| checks.len() == 1);
+            Prepared::Enqueue {
+                reason: format!("{} queued for {}", facts.check, check_targets(&checks)),
+                messages: checks
+                    .into_iter()
+                    .map(|c| QueueMessage::Check(Box::new(c)))
+                    .collect(),
+            }
         }
     }
 }
 
-/// Handles one delivery: [`prepare`], then the queue call.
+/// "pull requests #2, #5" or "commit ec26c3e".
+fn check_targets(checks: &[CheckEvent]) -> String {
+    let numbers: Vec<String> = checks
+        .iter()
+        .filter_map(|c| c.pull_request.map(|n| format!("#{n}")))
+        .collect();
+    match (numbers.len(), checks.first()) {
+        (0, Some(c)) => format!("commit {}", c.head_sha.get(..7).unwrap_or(&c.head_sha)),
+        (1, _) => format!("pull request {}", numbers[0]),
+        _ => format!("pull requests {}", numbers.join(", ")),
+    }
+}
+
+/// Handles one delivery: [`prepare`], then the queue calls.
+///
+/// The messages of one delivery are sent one after the other, and the first refusal answers 503
+/// at once: GitHub then shows the delivery as failed and it can be redelivered whole. The
+/// messages already sent are dropped by the queue's deduplication on redelivery (their ids are
+/// derived from the delivery id), and a check result recorded twice changes nothing after it.
+/// Sequential sends keep a failing queue's answer within one call's timeout; a delivery names
+/// one or two pull requests in practice.
 pub async fn process(
     app: &App,
     method: &Method,
@@ -193,28 +248,35 @@ pub async fn process(
     body: &[u8],
     facts: &mut Facts,
 ) -> Reply {
-    let event = match prepare(app, method, headers, body, facts) {
+    let (messages, reason) = match prepare(app, method, headers, body, facts) {
         Prepared::Reply(r) => return r,
-        Prepared::Enqueue(e) => e,
+        Prepared::Enqueue { messages, reason } => (messages, reason),
     };
-    match app.queue.send(&event).await {
-        Ok(id) => {
-            let mut reply = Reply::new(
-                StatusCode::ACCEPTED,
-                "queued",
-                format!("pull_request {} queued", event.action),
-            );
-            reply.body.message_id = Some(id);
-            reply
-        }
-        Err(e) => {
-            tracing::error!(delivery = %facts.delivery, error = %e, "queue refused the event");
-            Reply::error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "queue unavailable; redeliver later",
-            )
+    let mut ids = Vec::with_capacity(messages.len());
+    for message in &messages {
+        match app.queue.send(message).await {
+            Ok(id) => ids.push(id),
+            Err(e) => {
+                tracing::error!(
+                    delivery = %message.delivery_id(),
+                    sent = ids.len(),
+                    messages = messages.len(),
+                    error = %e,
+                    "queue refused the event"
+                );
+                return Reply::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "queue unavailable; redeliver later",
+                );
+            }
         }
     }
+    let mut reply = Reply::new(StatusCode::ACCEPTED, "queued", reason);
+    reply.body.message_id = ids.first().cloned();
+    if ids.len() > 1 {
+        reply.body.message_ids = ids;
+    }
+    reply
 }
 
 /// Handles one lambda_http request (function URL or API Gateway HTTP API payload) and writes
@@ -239,6 +301,7 @@ pub async fn handle(
         action = %facts.action,
         repository = %facts.repository,
         pr = facts.pr,
+        check = %facts.check,
         outcome = reply.body.status,
         status = reply.status.as_u16(),
         reason = %reply.body.reason,

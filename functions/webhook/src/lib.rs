@@ -1,9 +1,10 @@
 //! The kubetempura webhook function: verify, filter, normalise, enqueue.
 //!
 //! A stateless AWS Lambda function behind a function URL (or an API Gateway HTTP API). It
-//! checks GitHub's `X-Hub-Signature-256` over the raw body, turns `pull_request` deliveries
-//! into small versioned events and puts them on an SQS FIFO queue, one message group per pull
-//! request and the delivery id as deduplication id.
+//! checks GitHub's `X-Hub-Signature-256` over the raw body, turns `pull_request` deliveries and
+//! check results (`check_run`, `check_suite`, `workflow_run`, `status`) into small versioned
+//! events and puts them on an SQS FIFO queue, one message group per pull request (or per commit
+//! for a check result that names no pull request) and the delivery id as deduplication id.
 
 pub mod config;
 pub mod handler;

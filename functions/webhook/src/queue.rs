@@ -1,10 +1,15 @@
 //! Sending events to the SQS FIFO queue.
+//!
+//! Every message goes in its FIFO group (a pull request's, or a commit's for a check result that
+//! names none), with the delivery id (suffixed per pull request when one delivery gives several
+//! messages) as deduplication id, and the message attributes `event`, `repository` and, where
+//! the event has one, `action` (for SNS filter policies and operators).
 
 use std::future::Future;
 use std::pin::Pin;
 
 use aws_sdk_sqs::types::MessageAttributeValue;
-use kubetempura_common::event::PrEvent;
+use kubetempura_common::check::QueueMessage;
 
 /// Why the queue did not take a message (the function answers 503 so GitHub can redeliver).
 #[derive(Debug, thiserror::Error)]
@@ -13,10 +18,10 @@ pub struct QueueError(pub String);
 
 /// Where normalised events go. The production implementation is [`SqsQueue`].
 pub trait EventQueue: Send + Sync {
-    /// Sends one event; returns the queue's message id.
+    /// Sends one message; returns the queue's message id.
     fn send<'a>(
         &'a self,
-        event: &'a PrEvent,
+        message: &'a QueueMessage,
     ) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>>;
 }
 
@@ -43,19 +48,22 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, QueueError> {
 impl EventQueue for SqsQueue {
     fn send<'a>(
         &'a self,
-        event: &'a PrEvent,
+        message: &'a QueueMessage,
     ) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>> {
         Box::pin(async move {
-            let out = self
+            let mut request = self
                 .client
                 .send_message()
                 .queue_url(&self.queue_url)
-                .message_body(event.to_json())
-                .message_group_id(event.message_group_id())
-                .message_deduplication_id(&event.delivery_id)
-                .message_attributes("event", attribute(&event.event)?)
-                .message_attributes("action", attribute(event.action.as_str())?)
-                .message_attributes("repository", attribute(&event.repository.full_name)?)
+                .message_body(message.to_json())
+                .message_group_id(message.message_group_id())
+                .message_deduplication_id(message.delivery_id())
+                .message_attributes("event", attribute(message.event())?)
+                .message_attributes("repository", attribute(&message.repository().full_name)?);
+            if let Some(action) = message.action() {
+                request = request.message_attributes("action", attribute(action)?);
+            }
+            let out = request
                 .send()
                 .await
                 .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;

@@ -1,6 +1,6 @@
 //! In-process handler tests: every row of the response table, every real `pull_request` example
-//! signed as GitHub signs it, and both Lambda payload formats (function URL and API Gateway
-//! HTTP API). The queue is a recording stand-in here; the cross-process tests in `tests/` use
+//! signed as GitHub signs it, real check results (`check_run`, `check_suite`, `workflow_run`,
+//! `status`), and both Lambda payload formats (function URL and API Gateway HTTP API). The queue is a recording stand-in here; the cross-process tests in `tests/` use
 //! the SQS emulator.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
@@ -10,9 +10,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use kubetempura_common::check::{CheckEvent, CheckKind, CheckState, QueueMessage};
 use kubetempura_common::event::PrEvent;
 use kubetempura_common::signature::{WebhookSecrets, sign};
-use kubetempura_common::testing::pull_request_examples;
+use kubetempura_common::testing::{examples, pull_request_examples};
 use kubetempura_webhook::handler::{App, Facts, Reply, handle, process};
 use kubetempura_webhook::queue::{EventQueue, QueueError};
 
@@ -30,21 +31,59 @@ const ACTED_ON: &[&str] = &[
 
 #[derive(Default)]
 struct Recording {
-    sent: Mutex<Vec<PrEvent>>,
-    fail: bool,
+    sent: Mutex<Vec<QueueMessage>>,
+    /// Refuse every message once this many were taken (`Some(0)`: a queue that is down).
+    fail_after: Option<usize>,
+}
+
+impl Recording {
+    fn failing_after(taken: usize) -> Self {
+        Self {
+            fail_after: Some(taken),
+            ..Default::default()
+        }
+    }
+
+    /// The messages sent, each read by `pick` (which panics on a message of the other kind).
+    fn sent<T>(&self, pick: impl Fn(&QueueMessage) -> Option<T>) -> Vec<T> {
+        let sent = self.sent.lock().unwrap();
+        sent.iter()
+            .map(|m| pick(m).unwrap_or_else(|| panic!("unexpected message {m:?}")))
+            .collect()
+    }
+
+    /// The pull-request events sent.
+    fn events(&self) -> Vec<PrEvent> {
+        self.sent(|m| match m {
+            QueueMessage::PullRequest(e) => Some((**e).clone()),
+            QueueMessage::Check(_) => None,
+        })
+    }
+
+    /// The check events sent.
+    fn checks(&self) -> Vec<CheckEvent> {
+        self.sent(|m| match m {
+            QueueMessage::Check(c) => Some((**c).clone()),
+            QueueMessage::PullRequest(_) => None,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
 }
 
 impl EventQueue for Recording {
     fn send<'a>(
         &'a self,
-        event: &'a PrEvent,
+        message: &'a QueueMessage,
     ) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>> {
         Box::pin(async move {
-            if self.fail {
+            let mut sent = self.sent.lock().unwrap();
+            if self.fail_after.is_some_and(|n| sent.len() >= n) {
                 return Err(QueueError("connection refused".into()));
             }
-            let mut sent = self.sent.lock().unwrap();
-            sent.push(event.clone());
+            sent.push(message.clone());
             Ok(format!("msg-{}", sent.len()))
         })
     }
@@ -92,7 +131,7 @@ async fn every_octokit_example_signed_gives_the_expected_status_and_message() {
     app.max_body_bytes = 5 * 1024 * 1024;
     let examples = pull_request_examples();
     for ex in &examples {
-        let before = queue.sent.lock().unwrap().len();
+        let before = queue.len();
         let reply = call(
             &app,
             Method::POST,
@@ -107,7 +146,7 @@ async fn every_octokit_example_signed_gives_the_expected_status_and_message() {
             ex.source,
             reply.body
         );
-        let sent = queue.sent.lock().unwrap();
+        let sent = queue.events();
         if ACTED_ON.contains(&ex.action.as_str()) {
             assert_eq!(reply.body.status, "queued", "{}", ex.source);
             assert_eq!(sent.len(), before + 1, "{}", ex.source);
@@ -207,7 +246,7 @@ async fn missing_or_invalid_signature_is_401() {
     )
     .await;
     assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert!(queue.sent.lock().unwrap().is_empty());
+    assert_eq!(queue.len(), 0);
 }
 
 #[tokio::test]
@@ -255,7 +294,7 @@ async fn form_encoded_deliveries_are_verified_over_the_raw_form_body() {
     );
     let reply = call(&app, Method::POST, &h, form.as_bytes()).await;
     assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
-    assert_eq!(queue.sent.lock().unwrap().len(), 1);
+    assert_eq!(queue.len(), 1);
     // Signed over the JSON instead of the form body: refused.
     h.insert(
         "x-hub-signature-256",
@@ -304,7 +343,7 @@ async fn other_events_and_actions_are_202_ignored_with_reason() {
         (reply.status, reply.body.status),
         (StatusCode::ACCEPTED, "ignored")
     );
-    assert!(queue.sent.lock().unwrap().is_empty());
+    assert_eq!(queue.len(), 0);
 }
 
 #[tokio::test]
@@ -376,10 +415,7 @@ async fn missing_delivery_id_is_400() {
 
 #[tokio::test]
 async fn queue_failure_is_503() {
-    let queue = Arc::new(Recording {
-        fail: true,
-        ..Default::default()
-    });
+    let queue = Arc::new(Recording::failing_after(0));
     let body = small_pr("opened");
     let reply = call(
         &app(queue),
@@ -448,10 +484,268 @@ async fn function_url_and_http_api_payloads_both_work() {
             "{delivery} base64={b64}"
         );
         assert_eq!(resp.headers()["content-type"], "application/json");
+        assert_eq!(queue.events().last().unwrap().delivery_id, delivery);
+    }
+    assert_eq!(queue.len(), 3);
+}
+
+/// The first api.github.com example of `event` with `action` (`""` for `status`).
+fn check_example(event: &str, action: &str) -> serde_json::Value {
+    let ex = examples(event)
+        .into_iter()
+        .find(|e| e.action == action && e.source.starts_with("api.github.com#"))
+        .unwrap_or_else(|| panic!("no {event} {action:?} example"));
+    serde_json::from_slice(&ex.body).unwrap()
+}
+
+async fn deliver(app: &App, event: &str, payload: &serde_json::Value) -> Reply {
+    let body = serde_json::to_vec(payload).unwrap();
+    call(app, Method::POST, &headers(event, &body, SECRET), &body).await
+}
+
+const DELIVERY: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
+
+#[tokio::test]
+async fn each_check_event_is_queued_in_its_pull_requests_group_or_its_commits() {
+    // (event, action, kind, name, state, group) of real octokit examples.
+    let cases = [
+        (
+            "check_run",
+            "completed",
+            CheckKind::CheckRun,
+            "Octocoders-linter",
+            CheckState::Failure,
+            "Codertocat/Hello-World#2",
+        ),
+        (
+            "check_suite",
+            "completed",
+            CheckKind::CheckSuite,
+            "octocoders-linter",
+            CheckState::Success,
+            "Codertocat/Hello-World#2",
+        ),
+        // Names a pull request of another repository only: grouped by its commit.
+        (
+            "workflow_run",
+            "completed",
+            CheckKind::Workflow,
+            "Manually triggered workflow",
+            CheckState::Pending,
+            "Codertocat/Hello-World@5779607b49aab1200488439f02372c57b4f75444",
+        ),
+        (
+            "status",
+            "",
+            CheckKind::Status,
+            "default",
+            CheckState::Success,
+            "Codertocat/Hello-World@6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        ),
+    ];
+    for (event, action, kind, name, state, group) in cases {
+        let queue = Arc::new(Recording::default());
+        let reply = deliver(&app(queue.clone()), event, &check_example(event, action)).await;
         assert_eq!(
-            queue.sent.lock().unwrap().last().unwrap().delivery_id,
-            delivery
+            (reply.status, reply.body.status),
+            (StatusCode::ACCEPTED, "queued"),
+            "{event}: {:?}",
+            reply.body
+        );
+        assert_eq!(reply.body.message_id.as_deref(), Some("msg-1"));
+        assert!(reply.body.message_ids.is_empty(), "{event}");
+        assert!(
+            reply.body.reason.contains(name),
+            "{event}: {}",
+            reply.body.reason
+        );
+        let checks = queue.checks();
+        assert_eq!(checks.len(), 1, "{event}");
+        let c = &checks[0];
+        assert_eq!(
+            (
+                c.kind,
+                c.name.as_str(),
+                c.state,
+                c.message_group_id().as_str()
+            ),
+            (kind, name, state, group),
+            "{event}"
+        );
+        assert_eq!(c.event, event);
+        assert_eq!(c.delivery_id, DELIVERY);
+    }
+}
+
+#[tokio::test]
+async fn a_forks_check_run_naming_no_pull_request_is_grouped_by_its_commit() {
+    let queue = Arc::new(Recording::default());
+    let mut payload = check_example("check_run", "completed");
+    // GitHub lists no pull request for a check on a fork's commit.
+    payload["check_run"]["pull_requests"] = serde_json::json!([]);
+    let reply = deliver(&app(queue.clone()), "check_run", &payload).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    assert!(
+        reply.body.reason.contains("commit ec26c3e"),
+        "{}",
+        reply.body.reason
+    );
+    let checks = queue.checks();
+    assert_eq!(checks.len(), 1);
+    assert_eq!(checks[0].pull_request, None);
+    assert_eq!(
+        checks[0].message_group_id(),
+        "Codertocat/Hello-World@ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+    );
+}
+
+/// A completed check run naming pull requests 2 and 5 of its repository.
+fn check_run_of_two_pull_requests() -> serde_json::Value {
+    let mut payload = check_example("check_run", "completed");
+    let mut second = payload["check_run"]["pull_requests"][0].clone();
+    second["number"] = 5.into();
+    payload["check_run"]["pull_requests"]
+        .as_array_mut()
+        .unwrap()
+        .push(second);
+    payload
+}
+
+#[tokio::test]
+async fn a_check_run_naming_two_pull_requests_is_queued_once_for_each() {
+    let queue = Arc::new(Recording::default());
+    let reply = deliver(
+        &app(queue.clone()),
+        "check_run",
+        &check_run_of_two_pull_requests(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    assert_eq!(reply.body.message_id.as_deref(), Some("msg-1"));
+    assert_eq!(reply.body.message_ids, ["msg-1", "msg-2"]);
+    assert!(
+        reply.json().contains(r#""messageIds":["msg-1","msg-2"]"#),
+        "{}",
+        reply.json()
+    );
+    assert!(
+        reply.body.reason.contains("#2, #5"),
+        "{}",
+        reply.body.reason
+    );
+    let sent: Vec<(String, String)> = queue
+        .checks()
+        .iter()
+        .map(|c| (c.message_group_id(), c.delivery_id.clone()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            (
+                "Codertocat/Hello-World#2".to_owned(),
+                format!("{DELIVERY}#2")
+            ),
+            (
+                "Codertocat/Hello-World#5".to_owned(),
+                format!("{DELIVERY}#5")
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_partly_queued_check_delivery_is_503_so_github_redelivers_it_whole() {
+    let queue = Arc::new(Recording::failing_after(1));
+    let reply = deliver(
+        &app(queue.clone()),
+        "check_run",
+        &check_run_of_two_pull_requests(),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reply.body
+    );
+    assert_eq!(reply.body.status, "error");
+    assert_eq!(reply.body.message_id, None);
+    assert!(
+        !reply.json().contains("connection refused"),
+        "{}",
+        reply.json()
+    );
+    assert_eq!(queue.len(), 1, "the first message went out");
+}
+
+#[tokio::test]
+async fn a_check_delivery_with_a_bad_signature_is_401_and_queues_nothing() {
+    let queue = Arc::new(Recording::default());
+    let body = serde_json::to_vec(&check_example("check_run", "completed")).unwrap();
+    let reply = call(
+        &app(queue.clone()),
+        Method::POST,
+        &headers("check_run", &body, "wrong secret"),
+        &body,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(queue.len(), 0);
+}
+
+#[tokio::test]
+async fn malformed_check_payloads_are_400() {
+    let queue = Arc::new(Recording::default());
+    let app = app(queue.clone());
+    let mut no_sha = check_example("check_run", "completed");
+    no_sha["check_run"]
+        .as_object_mut()
+        .unwrap()
+        .remove("head_sha");
+    let mut short_sha = check_example("status", "");
+    short_sha["sha"] = "6113728".into();
+    for (event, payload) in [
+        ("check_run", no_sha),
+        ("status", short_sha),
+        ("check_suite", serde_json::json!({"action": "completed"})),
+        ("workflow_run", serde_json::json!([1, 2])),
+    ] {
+        let reply = deliver(&app, event, &payload).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::BAD_REQUEST,
+            "{event}: {:?}",
+            reply.body
         );
     }
-    assert_eq!(queue.sent.lock().unwrap().len(), 3);
+    let body = b"not json";
+    let reply = call(
+        &app,
+        Method::POST,
+        &headers("check_run", body, SECRET),
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(queue.len(), 0);
+}
+
+#[tokio::test]
+async fn check_actions_that_change_no_state_are_202_ignored() {
+    let queue = Arc::new(Recording::default());
+    let app = app(queue.clone());
+    for (event, action) in [
+        ("check_run", "rerequested"),
+        ("check_run", "requested_action"),
+        ("check_suite", "rerequested"),
+    ] {
+        let reply = deliver(&app, event, &check_example(event, action)).await;
+        assert_eq!(
+            (reply.status, reply.body.status),
+            (StatusCode::ACCEPTED, "ignored"),
+            "{event} {action}"
+        );
+        assert!(reply.body.reason.contains(action), "{}", reply.body.reason);
+    }
+    assert_eq!(queue.len(), 0);
 }

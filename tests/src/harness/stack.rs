@@ -12,7 +12,8 @@ use aws_sdk_sqs::types::MessageAttributeValue;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject};
 use kube::{Client, ResourceExt};
-use kubetempura_applier::send_event::{Delivery, post};
+use kubetempura_applier::send_event::{CheckDelivery, Delivery, post};
+use kubetempura_common::check::CheckEvent;
 use kubetempura_common::crd::{PR, Phase};
 use kubetempura_common::event::{Normalized, PrEvent, normalize};
 
@@ -301,19 +302,25 @@ impl Stack {
 
     /// POSTs a signed delivery to the function URL; returns the HTTP status.
     pub async fn deliver(&self, delivery: &Delivery, delivery_id: &str) -> u16 {
+        let body = delivery.payload().expect("payload");
+        self.post_signed("pull_request", delivery_id, &body).await
+    }
+
+    /// POSTs a signed check result delivery (`check_run`, `check_suite`, `workflow_run` or
+    /// `status`) to the function URL; returns the HTTP status.
+    pub async fn deliver_check(&self, delivery: &CheckDelivery, delivery_id: &str) -> u16 {
+        let body = delivery.payload().expect("payload");
+        self.post_signed(delivery.event(), delivery_id, &body).await
+    }
+
+    async fn post_signed(&self, event: &str, delivery_id: &str, body: &[u8]) -> u16 {
         let url = &self.function.as_ref().expect("function running").url;
-        let (status, body) = post(
-            url,
-            SECRET,
-            "pull_request",
-            delivery_id,
-            &delivery.payload().expect("payload"),
-        )
-        .await
-        .expect("POST");
+        let (status, reply) = post(url, SECRET, event, delivery_id, body)
+            .await
+            .expect("POST");
         assert!(
             (200..300).contains(&status),
-            "delivery {delivery_id} answered {status}: {body}"
+            "{event} delivery {delivery_id} answered {status}: {reply}"
         );
         status
     }
@@ -326,8 +333,33 @@ impl Stack {
         event
     }
 
-    /// Sends any body to the queue with a group and deduplication id.
+    /// Sends the check events of a check result delivery straight to the queue, each in its
+    /// group with its deduplication id (as the function would).
+    pub async fn enqueue_check(
+        &self,
+        delivery: &CheckDelivery,
+        delivery_id: &str,
+    ) -> Vec<CheckEvent> {
+        let checks = checks_of(delivery, delivery_id);
+        for check in &checks {
+            self.send_to_queue(
+                &check.to_json(),
+                &check.message_group_id(),
+                &check.delivery_id,
+                &check.event,
+            )
+            .await;
+        }
+        checks
+    }
+
+    /// Sends any body to the queue with a group and deduplication id (as a `pull_request`
+    /// message).
     pub async fn enqueue_raw(&self, body: &str, group: &str, dedup: &str) {
+        self.send_to_queue(body, group, dedup, "pull_request").await;
+    }
+
+    async fn send_to_queue(&self, body: &str, group: &str, dedup: &str, event: &str) {
         self.sqs
             .client
             .send_message()
@@ -339,7 +371,7 @@ impl Stack {
                 "event",
                 MessageAttributeValue::builder()
                     .data_type("String")
-                    .string_value("pull_request")
+                    .string_value(event)
                     .build()
                     .expect("attribute"),
             )
@@ -515,6 +547,17 @@ pub fn event_of(delivery: &Delivery, delivery_id: &str) -> PrEvent {
     match normalize("pull_request", delivery_id, &body, chrono::Utc::now()).expect("normalise") {
         Normalized::Event(event) => *event,
         Normalized::Ignored(reason) => panic!("delivery {delivery_id} would be ignored: {reason}"),
+        Normalized::Checks(checks) => panic!("delivery {delivery_id} gave checks: {checks:?}"),
+    }
+}
+
+/// The check events the webhook function would enqueue for a check result delivery (panics if
+/// it would be ignored).
+pub fn checks_of(delivery: &CheckDelivery, delivery_id: &str) -> Vec<CheckEvent> {
+    let body = delivery.payload().expect("payload");
+    match normalize(delivery.event(), delivery_id, &body, chrono::Utc::now()).expect("normalise") {
+        Normalized::Checks(checks) => checks,
+        other => panic!("check delivery {delivery_id} did not give checks: {other:?}"),
     }
 }
 
