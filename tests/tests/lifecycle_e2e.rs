@@ -1,7 +1,7 @@
 //! The ReviewApp's lifecycle policies on the real control plane: the build gate (`waitFor`),
 //! idle expiry (`expireAfter`, `wakeLabel`) and the cap (`maxActive`), each with the applier
-//! killed and restarted in the middle. Pull-request deliveries go through the webhook function
-//! (signed, under the Lambda emulator). Time is the test's: expiry counts from the pull
+//! killed and restarted in the middle. Every delivery (pull requests and check results) goes
+//! through the webhook function (signed, under the Lambda emulator). Time is the test's: expiry counts from the pull
 //! request's `updated_at`, which the test sets; waits are on observed state, never sleeps.
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
@@ -13,9 +13,9 @@ use std::time::Duration;
 use chrono::Utc;
 use guarantees_support::*;
 use kube::Api;
-use kubetempura_common::check::{CheckEvent, CheckKind, CheckState};
+use kubetempura_applier::send_event::CheckDelivery;
+use kubetempura_common::check::{CheckKind, CheckState};
 use kubetempura_common::crd::{PR, Phase, ReviewApp};
-use kubetempura_common::event::{EVENT_SCHEMA_VERSION, Repository};
 use kubetempura_tests::harness::stack::{Stack, StackOptions};
 use kubetempura_tests::harness::wait_for;
 
@@ -37,43 +37,32 @@ async fn start(queue: &str, feedback: bool, edit: impl FnOnce(&mut serde_json::V
 /// When the suite started: check results are timed from it (the ledger keeps 30 days).
 static START: std::sync::LazyLock<chrono::DateTime<Utc>> = std::sync::LazyLock::new(Utc::now);
 
-/// A check result for the sample repository, as the webhook function normalises it.
-fn check(sha: &str, name: &str, state: CheckState, pr: Option<u64>, second: i64) -> CheckEvent {
-    CheckEvent {
-        version: EVENT_SCHEMA_VERSION,
-        delivery_id: format!("check-{name}-{}-{second}", &sha[..7]),
-        event: "check_run".into(),
-        kind: CheckKind::CheckRun,
-        repository: Repository {
-            full_name: "mercari/not-exists".into(),
-            owner: "mercari".into(),
-            name: "not-exists".into(),
-            html_url: REPO.into(),
-        },
-        head_sha: sha.to_owned(),
-        name: name.to_owned(),
-        state,
-        conclusion: Some(
-            match state {
-                CheckState::Success => "success",
-                CheckState::Failure => "failure",
-                CheckState::Pending => "in_progress",
-            }
-            .into(),
-        ),
-        url: Some(format!(
-            "https://github.com/mercari/not-exists/runs/{second}"
-        )),
-        pull_request: pr,
-        updated_at: *START + chrono::TimeDelta::seconds(second),
-        received_at: Utc::now(),
-    }
+/// A check run's result on the sample repository, naming `pr` (or none, as a fork's), at
+/// `second` after the suite started.
+fn check(sha: &str, name: &str, state: CheckState, pr: Option<u64>, second: i64) -> CheckDelivery {
+    let mut c = CheckDelivery::new(REPO, sha, CheckKind::CheckRun, name);
+    c.conclusion = match state {
+        CheckState::Success => Some("success".into()),
+        CheckState::Failure => Some("failure".into()),
+        CheckState::Pending => None,
+    };
+    c.url = Some(format!(
+        "https://github.com/mercari/not-exists/runs/{second}"
+    ));
+    c.pull_requests = pr.into_iter().collect();
+    c.updated_at = *START + chrono::TimeDelta::seconds(second);
+    c
 }
 
-async fn send_check(stack: &Stack, c: &CheckEvent) {
-    stack
-        .enqueue_raw(&c.to_json(), &c.message_group_id(), &c.delivery_id)
-        .await;
+/// Sends a check result through the webhook function, signed as GitHub would.
+async fn send_check(stack: &Stack, c: &CheckDelivery) {
+    let id = format!(
+        "check-{}-{}-{}",
+        c.name,
+        &c.sha[..7],
+        c.updated_at.timestamp()
+    );
+    stack.deliver_check(c, &id).await;
 }
 
 fn status(pr: &PR) -> &kubetempura_common::crd::PRStatus {
