@@ -630,14 +630,20 @@ async fn a_close_of_an_environment_never_shown_adds_no_comment() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_skip_of_an_environment_never_deployed_is_shown() {
-    // A pull request the policy does not deploy (a draft …) says so.
+async fn a_skip_or_an_expiry_of_an_environment_never_shown_is_shown() {
+    // A pull request the policy does not deploy (a draft …) says so; an expiry says how to wake
+    // the environment, even when the comment never showed it (feedback turned on later).
     let stack = Stack::start("skip-shown", 2).await;
     stack
-        .apply(&[event("web", SHA1, FeedbackState::Skipped, 0)])
+        .apply(&[
+            event("web", SHA1, FeedbackState::Skipped, 0),
+            event("api", SHA1, FeedbackState::Expired, 1),
+        ])
         .await;
     let rows = stack.rows(REPO, PR);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert!(rows[0][3].starts_with("**Skipped**"), "{rows:?}");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[0][3].starts_with("**Expired**"), "{rows:?}");
+    assert!(rows[1][3].starts_with("**Skipped**"), "{rows:?}");
+    assert!(stack.github.deployments().is_empty(), "nothing to retire");
     stack.github.assert_no_violations();
 }
