@@ -24,7 +24,9 @@ pub enum Command {
     /// Print the ReviewApp and PR CustomResourceDefinitions as multi-document YAML.
     Crd,
     /// Render a ReviewApp for one pull request and print the objects that would be applied
-    /// (namespace forced, labels added), like `helm template`. Works offline.
+    /// (namespace forced, labels added), like `helm template`; on stderr, preview what its
+    /// lifecycle policy does with that pull request (filters, waitFor gate, expiry, cap). Works
+    /// offline.
     Render(Box<render_cmd::RenderArgs>),
     /// Run the applier: long-poll the queue and apply ReviewApps (in the cluster, or locally
     /// with KUBECONFIG and the standard AWS environment).

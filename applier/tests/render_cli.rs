@@ -24,6 +24,16 @@ fn kubetempura(args: &[&str]) -> Output {
 }
 
 fn render(file: &str, pr: &str, sha: &str, extra: &[&str]) -> Vec<serde_yaml::Value> {
+    render_with_preview(file, pr, sha, extra).0
+}
+
+/// The objects `render` prints on stdout, and its stderr (warnings and the policy preview).
+fn render_with_preview(
+    file: &str,
+    pr: &str,
+    sha: &str,
+    extra: &[&str],
+) -> (Vec<serde_yaml::Value>, String) {
     let mut args = vec!["render", "-f", file, "--pr", pr, "--sha", sha];
     args.extend_from_slice(extra);
     let out = kubetempura(&args);
@@ -33,9 +43,10 @@ fn render(file: &str, pr: &str, sha: &str, extra: &[&str]) -> Vec<serde_yaml::Va
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    let objects = serde_yaml::Deserializer::from_str(&text)
         .map(|d| serde::Deserialize::deserialize(d).unwrap())
-        .collect()
+        .collect();
+    (objects, String::from_utf8(out.stderr).unwrap())
 }
 
 fn summary(objs: &[serde_yaml::Value]) -> Vec<(String, String, String)> {
@@ -264,4 +275,205 @@ fn crd_subcommand_prints_the_committed_crds() {
     )
     .unwrap();
     assert_eq!(String::from_utf8(out.stdout).unwrap(), committed);
+}
+
+/// A ReviewApp with every lifecycle setting: filters, a build gate, expiry, a cap.
+const GATED: &str = "apiVersion: kubetempura.mercari.com/v1
+kind: ReviewApp
+metadata: {name: web, namespace: team}
+spec:
+  githubRepository: https://github.com/o/r
+  policy:
+    deployDrafts: false
+    requiredLabels: [preview]
+    excludedLabels: [no-preview]
+    headBranches: ['feature/*']
+    baseBranches: [main]
+  waitFor:
+    checkRuns: [build]
+    workflows: [CI]
+  expireAfter: 48h
+  wakeLabel: preview
+  maxActive: 3
+  resources:
+  - {apiVersion: v1, kind: ConfigMap, metadata: {name: 'web-{{PR_NUMBER}}'}}
+";
+
+/// Renders [`GATED`] for PR 7 on `feature/x` with `extra` flags: the objects and the preview.
+fn render_gated(extra: &[&str]) -> (Vec<serde_yaml::Value>, String) {
+    let dir = std::env::temp_dir().join(format!(
+        "kt-render-gated-{}-{}",
+        std::process::id(),
+        extra.join("_").replace(['/', ':', '='], "-")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("web.yaml");
+    std::fs::write(&path, GATED).unwrap();
+    let mut args = vec!["--branch", "feature/x"];
+    args.extend_from_slice(extra);
+    let rendered = render_with_preview(path.to_str().unwrap(), "7", SHA_1, &args);
+    std::fs::remove_dir_all(&dir).unwrap();
+    rendered
+}
+
+/// Asserts that `preview` holds each of `lines` (trimmed) as a whole line.
+fn assert_lines(preview: &str, lines: &[&str]) {
+    let have: Vec<&str> = preview.lines().map(str::trim).collect();
+    for line in lines {
+        assert!(have.contains(line), "no line {line:?} in:\n{preview}");
+    }
+}
+
+#[test]
+fn a_pull_request_meeting_the_filters_waits_for_passes_or_is_blocked_by_the_gate() {
+    let label = ["--label", "preview"];
+    let (pending_objects, pending) =
+        render_gated(&[&label[..], &["--check", "check-run:build=success"]].concat());
+    assert_lines(
+        &pending,
+        &[
+            r#"ReviewApp team/web, pull request #7 (head "feature/x", base "main", labels ["preview"], draft: no, fork: no):"#,
+            "policy: deploys this pull request",
+            "forks (allowForks: false): met",
+            "drafts (deployDrafts: false): met",
+            "labels (required: preview; excluded: no-preview): met",
+            "head branch (headBranches: feature/*): met",
+            "base branch (baseBranches: main): met",
+            "gate: pending: waiting for workflow `CI`",
+            "check run `build`: success",
+            "workflow `CI`: no result",
+            "expireAfter 48h: removed after 48h without a push (phase Expired); a push or adding the label \"preview\" brings it back",
+            "maxActive 3: at most 3 environments of this ReviewApp are deployed at once; the others wait in phase Queued",
+            "phase: Waiting: the objects printed are applied once the gate passes (waiting for workflow `CI`)",
+        ],
+    );
+
+    // A later result of the same check wins, as a re-run does; an unawaited check is named.
+    let (passed_objects, passed) = render_gated(
+        &[
+            &label[..],
+            &[
+                "--check",
+                "check-run:build=failure",
+                "--check",
+                "check-run:build=success",
+                "--check",
+                "workflow:CI=success",
+                "--check",
+                "status:ci/lint: go=failure",
+            ],
+        ]
+        .concat(),
+    );
+    assert_lines(
+        &passed,
+        &[
+            "gate: passed",
+            "check run `build`: success",
+            "workflow `CI`: success",
+            "--check status `ci/lint: go`: not awaited, ignored",
+            "phase: Applied: the objects printed (Queued instead while 3 environments of this ReviewApp are deployed)",
+        ],
+    );
+
+    let (blocked_objects, blocked) = render_gated(
+        &[
+            &label[..],
+            &[
+                "--check",
+                "workflow:CI=failure",
+                "--check",
+                "check-run:build=pending",
+            ],
+        ]
+        .concat(),
+    );
+    assert_lines(
+        &blocked,
+        &[
+            "gate: failed: workflow `CI` failed",
+            "check run `build`: pending",
+            "phase: Blocked: workflow `CI` failed; the objects printed are not applied (an earlier commit keeps serving)",
+        ],
+    );
+
+    // Whatever the gate says, stdout is the same objects.
+    assert_eq!(
+        summary(&pending_objects),
+        [("ConfigMap".into(), "web-7".into(), String::new())]
+    );
+    assert_eq!(passed_objects, pending_objects);
+    assert_eq!(blocked_objects, pending_objects);
+}
+
+#[test]
+fn an_excluded_label_skips_the_pull_request_and_says_which_filter() {
+    let (objects, preview) = render_gated(&["--label", "preview", "--label", "no-preview"]);
+    assert_lines(
+        &preview,
+        &[
+            "policy: SKIPS this pull request: pull request carries excluded label(s): no-preview",
+            "forks (allowForks: false): met",
+            "labels (required: preview; excluded: no-preview): not met: pull request carries excluded label(s): no-preview",
+            "phase: Skipped: the applier would apply none of the objects printed",
+        ],
+    );
+    assert_eq!(objects.len(), 1, "the objects still print, for review");
+}
+
+#[test]
+fn a_draft_skips_the_pull_request_and_every_unmet_filter_is_listed() {
+    // A draft without the required label, from a fork: every filter it fails is named; the
+    // verdict is the applier's first reason.
+    let (_, preview) = render_gated(&["--draft", "--fork", "--author", "mallory"]);
+    assert_lines(
+        &preview,
+        &[
+            "policy: SKIPS this pull request: pull request comes from a fork (mallory/r); set spec.policy.allowForks to deploy forks",
+            "drafts (deployDrafts: false): not met: pull request is a draft and spec.policy.deployDrafts is false",
+            "labels (required: preview; excluded: no-preview): not met: pull request lacks required label(s): preview",
+            "head branch (headBranches: feature/*): met",
+            "phase: Skipped: the applier would apply none of the objects printed",
+        ],
+    );
+    let (_, preview) = render_gated(&["--draft", "--label", "preview"]);
+    assert_lines(
+        &preview,
+        &[
+            "policy: SKIPS this pull request: pull request is a draft and spec.policy.deployDrafts is false",
+        ],
+    );
+}
+
+#[test]
+fn a_reviewapp_without_lifecycle_settings_deploys_at_once_and_a_bad_check_flag_is_refused() {
+    let sample = example("reviewapp-sample.yaml");
+    let f = sample.to_str().unwrap();
+    let (_, preview) =
+        render_with_preview(f, "123", SHA_1, &["--check", "check-run:build=failure"]);
+    assert_lines(
+        &preview,
+        &[
+            "policy: deploys this pull request",
+            "gate: none (spec.waitFor awaits nothing: every push deploys at once)",
+            "--check check run `build`: not awaited, ignored",
+            "phase: Applied: the objects printed",
+        ],
+    );
+    assert!(
+        !preview.contains("expireAfter") && !preview.contains("maxActive"),
+        "{preview}"
+    );
+    for (bad, why) in [
+        ("build=success", "is not KIND:NAME=STATE"),
+        ("job:build=success", "is not a check kind"),
+        ("check-run:build=done", "is not a check state"),
+    ] {
+        let out = kubetempura(&[
+            "render", "-f", f, "--pr", "1", "--sha", SHA_1, "--check", bad,
+        ]);
+        assert!(!out.status.success(), "{bad} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{bad}: {err}");
+    }
 }

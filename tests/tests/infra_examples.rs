@@ -211,14 +211,19 @@ fn render(path: &Path) -> String {
         title: "A pull request".into(),
         namespace: "default".into(),
         allow_kinds: Vec::new(),
+        labels: Vec::new(),
+        draft: false,
+        fork: false,
+        checks: Vec::new(),
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     render_cmd::run(&args, &mut out, &mut err)
         .unwrap_or_else(|e| panic!("{} does not render: {e:#}", path.display()));
+    // Besides warnings, stderr holds the policy preview: the examples deploy every pull request.
     let err = String::from_utf8(err).unwrap();
     assert!(
-        err.is_empty(),
-        "{} renders with warnings:\n{err}",
+        !err.contains("warning:") && err.contains("phase: Applied"),
+        "{} renders with warnings or is not deployed:\n{err}",
         path.display()
     );
     String::from_utf8(out).unwrap()

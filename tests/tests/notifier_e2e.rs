@@ -88,7 +88,7 @@ impl Stack {
     }
 
     /// The statuses of the deployment of (environment, sha), oldest first, as `state: detail`
-    /// (the environment URL for a success, the description for a failure).
+    /// (the environment URL for a success, the description for a failure or an error).
     fn statuses(&self, environment: &str, sha: &str) -> Vec<String> {
         let found: Vec<_> = (self.github.deployments().into_iter())
             .filter(|d| d.environment == environment && d.sha == sha)
@@ -101,7 +101,7 @@ impl Stack {
         (found[0].statuses.iter())
             .map(|s| match s.state.as_str() {
                 "success" => format!("success: {}", s.environment_url),
-                "failure" => format!("failure: {}", s.description),
+                "failure" | "error" => format!("{}: {}", s.state, s.description),
                 other => other.to_owned(),
             })
             .collect()
@@ -112,6 +112,11 @@ impl Stack {
         let comments = self.github.comments(repo, pr);
         assert_eq!(comments.len(), 1, "exactly one comment: {comments:#?}");
         table_rows(&comments[0].body)
+    }
+
+    /// Asserts that the comment on [`REPO`]#[`PR`] has one row, [`row`]`(app, sha, url, state)`.
+    fn assert_row(&self, app: &str, sha: &str, url: bool, state: &str) {
+        assert_rows(&self.rows(REPO, PR), &[row(app, sha, url, state)]);
     }
 
     /// Panics with the function's output when a delivery failed.
@@ -151,6 +156,10 @@ fn event(app: &str, sha: &str, state: FeedbackState, secs: i64) -> FeedbackEvent
         FeedbackState::Ready => "",
         FeedbackState::Failed => "rollout of Deployment/api did not finish within 10m",
         FeedbackState::Closed | FeedbackState::Skipped => "pull request closed",
+        FeedbackState::Waiting => "waiting for check run `build`",
+        FeedbackState::Blocked => "check run `build` failed: https://ci.example.com/runs/7",
+        FeedbackState::Queued => "queued: 2 ahead (maxActive 3)",
+        FeedbackState::Expired => "expired after 48h without a push: push or add `preview` to wake",
     };
     FeedbackEvent {
         version: FEEDBACK_SCHEMA_VERSION,
@@ -163,7 +172,8 @@ fn event(app: &str, sha: &str, state: FeedbackState, secs: i64) -> FeedbackEvent
         head_sha: sha.into(),
         state,
         message: message.into(),
-        environment_url: Some(url_of(app)),
+        // The applier sends no URL for an environment that has none yet (common::feedback).
+        environment_url: (state != FeedbackState::Queued).then(|| url_of(app)),
         log_url: None,
         time: at(secs),
     }
@@ -279,6 +289,86 @@ async fn a_pull_request_walkthrough_ends_with_a_deployment_per_environment_and_s
             row("api", SHA2, false, "**Removed**: pull request closed"),
             row("web", SHA2, false, "**Removed**: pull request closed"),
         ],
+    );
+    let body = &stack.github.comments(REPO, PR)[0].body;
+    assert!(
+        body.contains("All review environments of this pull request have been removed."),
+        "{body}"
+    );
+    stack.github.assert_no_violations();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gated_queued_and_expired_states_leave_the_serving_commits_success_until_the_environment_is_gone()
+ {
+    let stack = Stack::start("lifecycle", 2).await;
+    use FeedbackState::{Blocked, Expired, Queued, Ready, Waiting};
+    let seq = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let success = format!("success: {}", url_of("web"));
+    let blocked = "error: check run `build` failed: https://ci.example.com/runs/7";
+
+    // Opened over the ReviewApp's maxActive: queued, shown although never deployed.
+    stack.apply(&[event("web", SHA1, Queued, 0)]).await;
+    stack.assert_row(
+        "web",
+        SHA1,
+        false,
+        r"**Queued**: queued: 2 ahead (maxActive 3)",
+    );
+    assert_eq!(stack.statuses("web-pr12", SHA1), ["queued"]);
+
+    // A slot frees: the commit waits for its build, which passes.
+    stack.apply(&[event("web", SHA1, Waiting, 100)]).await;
+    stack.assert_row(
+        "web",
+        SHA1,
+        true,
+        r"**Waiting**: waiting for check run \`build\`",
+    );
+    stack.apply(&[event("web", SHA1, Ready, 200)]).await;
+    assert_eq!(
+        stack.statuses("web-pr12", SHA1),
+        seq(&["queued", "pending", &success])
+    );
+
+    // A push whose build fails: the new commit waits, then is blocked, while the first commit
+    // still serves and its deployment keeps its success.
+    stack
+        .apply(&[
+            event("web", SHA2, Waiting, 300),
+            event("web", SHA2, Blocked, 400),
+        ])
+        .await;
+    assert_eq!(
+        stack.statuses("web-pr12", SHA1),
+        seq(&["queued", "pending", &success]),
+        "the serving commit's deployment is left alone"
+    );
+    assert_eq!(stack.statuses("web-pr12", SHA2), seq(&["pending", blocked]));
+    stack.assert_row(
+        "web",
+        SHA2,
+        true,
+        r"**Blocked**: check run \`build\` failed: https://ci.example.com/runs/7",
+    );
+
+    // No push for 48 hours: the environment (still on the first commit) expires, and every
+    // deployment of it becomes inactive, the blocked one's too.
+    stack.apply(&[event("web", SHA1, Expired, 173_000)]).await;
+    assert_eq!(
+        stack.statuses("web-pr12", SHA1),
+        seq(&["queued", "pending", &success, "inactive"])
+    );
+    assert_eq!(
+        stack.statuses("web-pr12", SHA2),
+        seq(&["pending", blocked, "inactive"])
+    );
+    assert_eq!(stack.github.deployments().len(), 2, "one per commit");
+    stack.assert_row(
+        "web",
+        SHA1,
+        false,
+        r"**Expired**: expired after 48h without a push: push or add \`preview\` to wake",
     );
     let body = &stack.github.comments(REPO, PR)[0].body;
     assert!(
@@ -540,14 +630,20 @@ async fn a_close_of_an_environment_never_shown_adds_no_comment() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_skip_of_an_environment_never_deployed_is_shown() {
-    // A pull request the policy does not deploy (a draft …) says so.
+async fn a_skip_or_an_expiry_of_an_environment_never_shown_is_shown() {
+    // A pull request the policy does not deploy (a draft …) says so; an expiry says how to wake
+    // the environment, even when the comment never showed it (feedback turned on later).
     let stack = Stack::start("skip-shown", 2).await;
     stack
-        .apply(&[event("web", SHA1, FeedbackState::Skipped, 0)])
+        .apply(&[
+            event("web", SHA1, FeedbackState::Skipped, 0),
+            event("api", SHA1, FeedbackState::Expired, 1),
+        ])
         .await;
     let rows = stack.rows(REPO, PR);
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    assert!(rows[0][3].starts_with("**Skipped**"), "{rows:?}");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows[0][3].starts_with("**Expired**"), "{rows:?}");
+    assert!(rows[1][3].starts_with("**Skipped**"), "{rows:?}");
+    assert!(stack.github.deployments().is_empty(), "nothing to retire");
     stack.github.assert_no_violations();
 }

@@ -234,6 +234,10 @@ pub fn state_word(state: FeedbackState) -> &'static str {
         FeedbackState::Failed => "Failed",
         FeedbackState::Closed => "Removed",
         FeedbackState::Skipped => "Skipped",
+        FeedbackState::Waiting => "Waiting",
+        FeedbackState::Blocked => "Blocked",
+        FeedbackState::Queued => "Queued",
+        FeedbackState::Expired => "Expired",
     }
 }
 
@@ -278,7 +282,7 @@ fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deployment::tests::event;
+    use crate::deployment::tests::{ALL_STATES, event};
 
     fn links() -> Links {
         Links {
@@ -414,6 +418,88 @@ mod tests {
             body.contains("All review environments of this pull request have been removed."),
             "{body}"
         );
+    }
+
+    /// The row the comment shows for `e` alone.
+    fn only_row(e: &FeedbackEvent) -> String {
+        let mut state = CommentState::default();
+        state.record(e);
+        let body = state.render(&links());
+        let rows: Vec<&str> = body.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(rows.len(), 1, "{body}");
+        rows[0].to_owned()
+    }
+
+    #[test]
+    fn each_state_has_its_own_word() {
+        let words: std::collections::HashSet<&str> =
+            ALL_STATES.iter().map(|&s| state_word(s)).collect();
+        assert_eq!(words.len(), ALL_STATES.len(), "{words:?}");
+    }
+
+    #[test]
+    fn gated_queued_and_expired_rows_say_so_with_the_applier_s_words() {
+        let commit = "[`0123456`](https://github.com/Mercari/Web/commit/0123456789abcdef0123456789abcdef01234567)";
+        let url = "[pr12.review.example.com](https://pr12.review.example.com/)";
+        let logs = "([logs](https://logs.example.com/web-pr12))";
+        let cases = [
+            (
+                FeedbackState::Waiting,
+                "waiting for check run `build` on 0123456",
+                true,
+                format!(
+                    "{url} | {commit} | **Waiting**: waiting for check run \\`build\\` on 0123456 {logs}"
+                ),
+            ),
+            (
+                FeedbackState::Blocked,
+                "check run `build` failed on 0123456: https://ci.example.com/runs/7",
+                true,
+                format!(
+                    "{url} | {commit} | **Blocked**: check run \\`build\\` failed on 0123456: https://ci.example.com/runs/7 {logs}"
+                ),
+            ),
+            (
+                FeedbackState::Queued,
+                "queued: 2 ahead (maxActive 3)",
+                false,
+                format!("— | {commit} | **Queued**: queued: 2 ahead (maxActive 3) {logs}"),
+            ),
+            (
+                FeedbackState::Expired,
+                "expired after 48h without a push: push or add `preview` to wake",
+                // Even with a URL in the event: the environment is gone.
+                true,
+                format!(
+                    "— | {commit} | **Expired**: expired after 48h without a push: push or add \\`preview\\` to wake {logs}"
+                ),
+            ),
+        ];
+        for (state, message, with_url, cells) in cases {
+            let mut e = event(state);
+            e.message = message.into();
+            if !with_url {
+                e.environment_url = None;
+            }
+            assert_eq!(
+                only_row(&e),
+                format!("| `web-pr12` | {cells} | 2026-12-01 10:00:00 |"),
+                "{state}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_expired_pull_request_counts_as_removed_and_a_waiting_one_does_not() {
+        let mut state = CommentState::default();
+        state.record(&event(FeedbackState::Expired));
+        let body = state.render(&links());
+        assert!(body.contains("have been removed"), "{body}");
+        let mut api = event(FeedbackState::Waiting);
+        api.environment = "api-pr12".into();
+        state.record(&api);
+        let body = state.render(&links());
+        assert!(!body.contains("have been removed"), "{body}");
     }
 
     #[test]

@@ -6,13 +6,29 @@ use serde_json::{Value, json};
 /// GitHub's limit on a deployment status description, in characters.
 pub const MAX_DESCRIPTION_CHARS: usize = 140;
 
-/// The deployment status `state` for an environment state.
+/// The deployment status `state` for an environment state (GitHub accepts `error`, `failure`,
+/// `inactive`, `in_progress`, `queued`, `pending` and `success`).
+///
+/// - A head commit waiting for its checks is `pending`: its deployment exists and has not
+///   started. A commit queued behind `maxActive` is `queued`, GitHub's word for exactly that.
+/// - A failed awaited check is `error`, not `failure`: the deployment never ran because
+///   something before it failed (as a commit status's `error` means "could not run"), while
+///   `failure` stays what it was, "kubetempura deployed and the environment failed". A reader of
+///   `deployment_status` events can tell "fix the build" from "fix the environment".
+/// - None of these is `success`, so none touches the deployment of the commit that still
+///   serves: it keeps its `success` (GitHub's `auto_inactive` acts on a `success` only, and
+///   never on transient environments like ours).
+/// - An expired environment is removed like a closed one: `inactive` (GitHub shows a transient
+///   deployment set `inactive` as destroyed).
 pub fn status_state(state: FeedbackState) -> &'static str {
     match state {
         FeedbackState::Deploying => "in_progress",
         FeedbackState::Ready => "success",
         FeedbackState::Failed => "failure",
-        FeedbackState::Closed | FeedbackState::Skipped => "inactive",
+        FeedbackState::Waiting => "pending",
+        FeedbackState::Blocked => "error",
+        FeedbackState::Queued => "queued",
+        FeedbackState::Closed | FeedbackState::Skipped | FeedbackState::Expired => "inactive",
     }
 }
 
@@ -40,6 +56,10 @@ pub fn description(event: &FeedbackEvent) -> String {
             FeedbackState::Failed => "Deployment failed".to_owned(),
             FeedbackState::Closed => "Environment removed".to_owned(),
             FeedbackState::Skipped => "Not deployed by policy; environment removed".to_owned(),
+            FeedbackState::Waiting => "Waiting for the required checks".to_owned(),
+            FeedbackState::Blocked => "A required check failed; not deployed".to_owned(),
+            FeedbackState::Queued => "Queued: the ReviewApp's maxActive is reached".to_owned(),
+            FeedbackState::Expired => "Expired without a push; environment removed".to_owned(),
         }
     } else {
         message
@@ -122,6 +142,58 @@ pub(crate) mod tests {
         assert_eq!(status_state(FeedbackState::Failed), "failure");
         assert_eq!(status_state(FeedbackState::Closed), "inactive");
         assert_eq!(status_state(FeedbackState::Skipped), "inactive");
+        assert_eq!(status_state(FeedbackState::Waiting), "pending");
+        assert_eq!(status_state(FeedbackState::Blocked), "error");
+        assert_eq!(status_state(FeedbackState::Queued), "queued");
+        assert_eq!(status_state(FeedbackState::Expired), "inactive");
+    }
+
+    /// Every state, for tests that must cover each.
+    pub(crate) const ALL_STATES: [FeedbackState; 9] = [
+        FeedbackState::Deploying,
+        FeedbackState::Ready,
+        FeedbackState::Failed,
+        FeedbackState::Closed,
+        FeedbackState::Skipped,
+        FeedbackState::Waiting,
+        FeedbackState::Blocked,
+        FeedbackState::Queued,
+        FeedbackState::Expired,
+    ];
+
+    #[test]
+    fn only_ready_posts_success_so_nothing_else_retires_the_serving_deployment() {
+        for state in ALL_STATES {
+            let body = status_body(&event(state), "web-pr12", status_state(state));
+            assert_eq!(
+                body.get("auto_inactive").is_some(),
+                state == FeedbackState::Ready,
+                "{state}: {body}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_state_has_its_own_sentence_for_an_empty_message() {
+        let sentences: std::collections::HashSet<String> = ALL_STATES
+            .iter()
+            .map(|&state| {
+                let mut e = event(state);
+                e.message = " \n ".into();
+                let d = description(&e);
+                assert!(
+                    !d.trim().is_empty() && d.chars().count() <= MAX_DESCRIPTION_CHARS,
+                    "{state}: {d:?}"
+                );
+                d
+            })
+            .collect();
+        assert_eq!(sentences.len(), ALL_STATES.len(), "{sentences:?}");
+        let mut e = event(FeedbackState::Blocked);
+        e.message = String::new();
+        assert_eq!(description(&e), "A required check failed; not deployed");
+        e.message = "check run `build` failed on 0123456: https://ci.example.com/build/7".into();
+        assert_eq!(description(&e), e.message, "the applier's words win");
     }
 
     #[test]
@@ -161,9 +233,11 @@ pub(crate) mod tests {
         let body = status_body(&event(FeedbackState::Deploying), "web-pr12", "in_progress");
         assert!(body.get("auto_inactive").is_none(), "{body}");
         assert_eq!(body["environment_url"], "https://pr12.review.example.com");
-        let body = status_body(&event(FeedbackState::Closed), "web-pr12", "inactive");
-        assert!(body.get("environment_url").is_none(), "{body}");
-        assert!(body.get("auto_inactive").is_none(), "{body}");
+        for removed in [FeedbackState::Closed, FeedbackState::Expired] {
+            let body = status_body(&event(removed), "web-pr12", "inactive");
+            assert!(body.get("environment_url").is_none(), "{body}");
+            assert!(body.get("auto_inactive").is_none(), "{body}");
+        }
     }
 
     #[test]

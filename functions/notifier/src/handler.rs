@@ -197,7 +197,9 @@ pub async fn notify(github: &GitHub, event: &FeedbackEvent) -> Result<Outcome, F
     if event.state == FeedbackState::Closed && state.shown(&environment).is_none() {
         // The close of an environment the pull request never showed (e.g. the tombstones an
         // applier finds when feedback is first turned on) adds no row, and no comment to a
-        // pull request that has none. A skip does: "not deployed: drafts are skipped" is news.
+        // pull request that has none. A skip does: "not deployed: drafts are skipped" is news;
+        // so are a queue ("queued: 2 ahead") and an expiry, which says how to wake the
+        // environment of a pull request that is still open.
         tracing::info!(repository, pr = event.pr_number, environment, state = %event.state, "a removed environment the comment never showed; no row");
         return Ok(Outcome::Shown {
             deployments,
@@ -232,9 +234,14 @@ pub async fn notify(github: &GitHub, event: &FeedbackEvent) -> Result<Outcome, F
 /// Posts the event's deployment status; returns the deployments it went to.
 ///
 /// The deployment of (head commit, environment) is found or created. A removed environment
-/// gets no deployment created: every deployment of the environment is marked inactive instead
-/// (those of earlier commits too; none may exist: nothing to do). GitHub's `auto_inactive`
-/// would not do it for us: it skips transient environments, and ours are transient.
+/// (closed, skipped, expired) gets no deployment created: every deployment of the environment is
+/// marked inactive instead (those of earlier commits too, and that of a newer commit that was
+/// waiting or blocked; none may exist: nothing to do). GitHub's `auto_inactive` would not do it
+/// for us: it skips transient environments, and ours are transient.
+///
+/// A head commit waiting for its checks, blocked by one or queued gets its own deployment
+/// (`pending`, `error`, `queued`); the deployment of the commit that still serves is not
+/// touched and keeps its `success`.
 async fn record_deployment(
     github: &GitHub,
     event: &FeedbackEvent,
