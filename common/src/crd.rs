@@ -763,19 +763,22 @@ mod tests {
                 "Commit",
                 "Phase",
                 "Rollout",
+                "Queue",
                 "URL",
                 "Age"
             ]
         );
-        // The URL is a kubetempura addition: shown by `-o wide` only, so the default
-        // columns stay the original ones.
-        let url = pr.spec.versions[0]
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .find(|c| c.name == "URL")
-            .unwrap();
-        assert_eq!(url.priority, Some(1));
+        // The URL and the queue position are kubetempura additions: shown by `-o wide` only,
+        // so the default columns stay the original ones.
+        for wide in ["URL", "Queue"] {
+            let column = pr.spec.versions[0]
+                .additional_printer_columns
+                .iter()
+                .flatten()
+                .find(|c| c.name == wide)
+                .unwrap();
+            assert_eq!(column.priority, Some(1), "{wide}");
+        }
         assert!(
             pr.spec.versions[0]
                 .subresources

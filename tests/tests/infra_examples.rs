@@ -199,7 +199,9 @@ impl Kubectl {
     }
 }
 
-/// Renders `path` for PR 1 as `kubetempura render` does; panics on an error or a warning.
+/// Renders `path` for PR 1 as `kubetempura render` does, labelled `preview` with its `build`
+/// check run and `CI` workflow passed (what reviewapp-lifecycle.yaml's policy and gate ask
+/// for); panics on an error or a warning.
 fn render(path: &Path) -> String {
     let args = RenderArgs {
         file: path.to_path_buf(),
@@ -211,10 +213,13 @@ fn render(path: &Path) -> String {
         title: "A pull request".into(),
         namespace: "default".into(),
         allow_kinds: Vec::new(),
-        labels: Vec::new(),
+        labels: vec!["preview".into()],
         draft: false,
         fork: false,
-        checks: Vec::new(),
+        checks: ["check-run:build=success", "workflow:CI=success"]
+            .iter()
+            .map(|c| c.parse().unwrap())
+            .collect(),
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     render_cmd::run(&args, &mut out, &mut err)
