@@ -20,6 +20,10 @@ INFRA_OVERLAYS     := $(sort $(notdir $(wildcard $(INFRA_DIR)/overlays/*)))
 INFRA_EXAMPLES     := $(sort $(wildcard $(INFRA_DIR)/examples/*.yaml))
 INFRA_KUBE_VERSION := 1.37.0
 INFRA_RENDER_SHA   := 32f7bfe8b7279912ce1eb6dfb6653ee297936cf7
+# The pull request the examples are rendered for: labelled `preview`, with the `build` check run
+# and the `CI` workflow passed (what reviewapp-lifecycle.yaml's policy and gate ask for), so every
+# example is deployed (`render` prints its policy preview on stderr; warnings start `warning:`).
+INFRA_RENDER_PR    := --label preview --check check-run:build=success --check workflow:CI=success
 
 .PHONY: test-infra
 test-infra: $(VENV)/.installed $(CHECKS_VENV)/.installed ## Kubernetes install checks: kustomize, kubernetes-validate, checkov, examples render and apply to the control plane
@@ -33,8 +37,9 @@ test-infra: $(VENV)/.installed $(CHECKS_VENV)/.installed ## Kubernetes install c
 	for f in $(INFRA_EXAMPLES); do \
 	  n=$$(basename $$f); \
 	  if $(CARGO) run --quiet --locked -p kubetempura-applier -- render -f $$f --pr 1 \
-	       --sha $(INFRA_RENDER_SHA) > $$out/example-$$n 2> $$out/example-$$n.err; then \
-	    if [ -s $$out/example-$$n.err ]; then echo "$$n renders with warnings:"; cat $$out/example-$$n.err; status=1; fi; \
+	       --sha $(INFRA_RENDER_SHA) $(INFRA_RENDER_PR) > $$out/example-$$n 2> $$out/example-$$n.err; then \
+	    if grep -q 'warning:' $$out/example-$$n.err || ! grep -q 'phase: Applied' $$out/example-$$n.err; then \
+	      echo "$$n renders with warnings or is not deployed:"; cat $$out/example-$$n.err; status=1; fi; \
 	  else echo "$$n does not render:"; cat $$out/example-$$n.err; status=1; fi; \
 	done; \
 	echo "== kubernetes-validate --strict (Kubernetes $(INFRA_KUBE_VERSION))"; \
