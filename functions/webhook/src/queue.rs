@@ -42,6 +42,30 @@ pub fn attributes(message: &QueueMessage) -> Vec<(&'static str, &str)> {
     attributes
 }
 
+/// Sets the FIFO group, the deduplication id and [`attributes`] on an SQS `SendMessage` or SNS
+/// `Publish` request of the SDK `$sdk`, sends it and gives the message id. A macro because the
+/// two SDKs' builders and attribute types have the same methods but no common trait.
+macro_rules! send_fifo {
+    ($sdk:ident, $request:expr, $message:expr) => {{
+        let mut request = $request
+            .message_group_id($message.message_group_id())
+            .message_deduplication_id($message.delivery_id());
+        for (name, value) in attributes($message) {
+            let value = $sdk::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(value)
+                .build()
+                .map_err(|e| QueueError(e.to_string()))?;
+            request = request.message_attributes(name, value);
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| QueueError($sdk::error::DisplayErrorContext(&e).to_string()))?;
+        Ok(out.message_id.unwrap_or_default())
+    }};
+}
+
 /// An SQS FIFO queue reached through the AWS SDK.
 pub struct SqsQueue {
     client: aws_sdk_sqs::Client,
@@ -60,26 +84,12 @@ impl EventQueue for SqsQueue {
         message: &'a QueueMessage,
     ) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>> {
         Box::pin(async move {
-            let mut request = self
+            let request = self
                 .client
                 .send_message()
                 .queue_url(&self.queue_url)
-                .message_body(message.to_json())
-                .message_group_id(message.message_group_id())
-                .message_deduplication_id(message.delivery_id());
-            for (name, value) in attributes(message) {
-                let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(value)
-                    .build()
-                    .map_err(|e| QueueError(e.to_string()))?;
-                request = request.message_attributes(name, value);
-            }
-            let out = request
-                .send()
-                .await
-                .map_err(|e| QueueError(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))?;
-            Ok(out.message_id.unwrap_or_default())
+                .message_body(message.to_json());
+            send_fifo!(aws_sdk_sqs, request, message)
         })
     }
 }
@@ -104,26 +114,12 @@ impl EventQueue for SnsTopic {
         message: &'a QueueMessage,
     ) -> Pin<Box<dyn Future<Output = Result<String, QueueError>> + Send + 'a>> {
         Box::pin(async move {
-            let mut request = self
+            let request = self
                 .client
                 .publish()
                 .topic_arn(&self.topic_arn)
-                .message(message.to_json())
-                .message_group_id(message.message_group_id())
-                .message_deduplication_id(message.delivery_id());
-            for (name, value) in attributes(message) {
-                let value = aws_sdk_sns::types::MessageAttributeValue::builder()
-                    .data_type("String")
-                    .string_value(value)
-                    .build()
-                    .map_err(|e| QueueError(e.to_string()))?;
-                request = request.message_attributes(name, value);
-            }
-            let out = request
-                .send()
-                .await
-                .map_err(|e| QueueError(aws_sdk_sns::error::DisplayErrorContext(&e).to_string()))?;
-            Ok(out.message_id.unwrap_or_default())
+                .message(message.to_json());
+            send_fifo!(aws_sdk_sns, request, message)
         })
     }
 }
