@@ -19,8 +19,6 @@ use guarantees_support::*;
 use kubetempura_applier::send_event::Delivery;
 use kubetempura_common::crd::Phase;
 use kubetempura_tests::harness::fanout::{Fanout, terraform_filter_policies};
-use kubetempura_tests::harness::install::create_namespace;
-use kubetempura_tests::harness::kubeapi::apply_file;
 use kubetempura_tests::harness::stack::{ExtraApplier, Stack, StackOptions, workspace_file};
 use kubetempura_tests::harness::wait_for;
 use nix::sys::signal::Signal;
@@ -53,29 +51,19 @@ async fn start(queue: &str) -> (Stack, String) {
     })
     .await;
     let ns_b = format!("{}-b", stack.ns);
-    create_namespace(&stack.client, &ns_b).await;
     let sample = workspace_file("infra/examples/reviewapp-sample.yaml");
     let other = sample_app_with(|app| {
         app["metadata"]["name"] = "reviewapp-other".into();
         app["spec"]["githubRepository"] = OTHER.into();
     });
-    for manifest in [sample.as_path(), other.path()] {
-        apply_file(&stack.client, manifest, Some(&ns_b)).await;
-    }
+    stack
+        .create_namespace_with(&ns_b, &[&sample, other.path()])
+        .await;
     (stack, ns_b)
 }
 
 fn fanout(stack: &Stack) -> &Fanout {
     stack.fanout.as_ref().unwrap()
-}
-
-/// Starts the applier of `cluster` on its queue, watching `namespace`, named `name`.
-async fn start_applier(stack: &Stack, cluster: &str, namespace: &str, name: &str) -> ExtraApplier {
-    let mut args = stack.options.applier_args.clone();
-    args.extend(["--namespace", namespace, "--cluster-name", name].map(str::to_owned));
-    stack
-        .start_extra_applier(&fanout(stack).queues(cluster).url, &args)
-        .await
 }
 
 /// Waits until `pr`'s Deployment in `namespace` runs the image of `sha`.
@@ -160,8 +148,8 @@ async fn one_signed_delivery_reaches_exactly_the_appliers_whose_filter_matches()
         .await;
     assert_eq!(depths().await, ((1, 0), (3, 0)), "mercari/not-exists: both");
 
-    let a = start_applier(&stack, A, &stack.ns, A).await;
-    let b = start_applier(&stack, B, &ns_b, B).await;
+    let a = stack.start_fanout_applier(A, &stack.ns, A).await;
+    let b = stack.start_fanout_applier(B, &ns_b, B).await;
     wait_image(&stack, &stack.ns, 1, &sha(1)).await;
     wait_image(&stack, &ns_b, 1, &sha(1)).await;
     wait_image(&stack, &ns_b, 2, &sha(2)).await;
@@ -195,8 +183,8 @@ async fn one_signed_delivery_reaches_exactly_the_appliers_whose_filter_matches()
 #[tokio::test(flavor = "multi_thread")]
 async fn both_clusters_keep_per_pr_order_and_a_stopped_one_catches_up_with_nothing_lost() {
     let (stack, ns_b) = start("fanout-order").await;
-    let mut a = start_applier(&stack, A, &stack.ns, A).await;
-    let b = start_applier(&stack, B, &ns_b, B).await;
+    let mut a = stack.start_fanout_applier(A, &stack.ns, A).await;
+    let b = stack.start_fanout_applier(B, &ns_b, B).await;
     stack
         .deliver(&delivery(1, &sha(1), "opened", 0), "order-open")
         .await;
@@ -241,7 +229,7 @@ async fn both_clusters_keep_per_pr_order_and_a_stopped_one_catches_up_with_nothi
         "{visible} visible, {in_flight} in flight"
     );
 
-    let restarted = start_applier(&stack, A, &stack.ns, A).await;
+    let restarted = stack.start_fanout_applier(A, &stack.ns, A).await;
     wait_image(&stack, &stack.ns, 1, &sha(8)).await;
     stack
         .wait_pr_phase(&stack.ns, &env_name(1), Phase::Applied)
@@ -264,7 +252,7 @@ async fn both_clusters_keep_per_pr_order_and_a_stopped_one_catches_up_with_nothi
 #[tokio::test(flavor = "multi_thread")]
 async fn an_applier_reading_a_queue_tagged_for_another_cluster_warns_at_start() {
     let (stack, _) = start("fanout-warn").await;
-    let wrong = start_applier(&stack, A, &stack.ns, "cluster-x").await;
+    let wrong = stack.start_fanout_applier(A, &stack.ns, "cluster-x").await;
     let expected = sharing_warning(A, "cluster-x");
     wait_for(
         "the queue-sharing warning",

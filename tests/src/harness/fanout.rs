@@ -6,11 +6,14 @@
 //! module).
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use aws_sdk_sqs::types::QueueAttributeName;
 
+use super::install::create_namespace;
+use super::kubeapi::apply_file;
 use super::sqs::{Queues, SqsEmulator};
-use super::stack::workspace_file;
+use super::stack::{ExtraApplier, Stack, workspace_file};
 
 /// Applier name => the filter policy of its subscription (`None`: every event), as the module
 /// computes it for the fixture's entries.
@@ -135,5 +138,35 @@ impl SqsEmulator {
             .send()
             .await
             .expect("subscribe the applier's queue");
+    }
+}
+
+impl Stack {
+    /// Starts the applier reading the fan-out queue of `applier` (a name of the options'
+    /// `fanout`) as `--cluster-name cluster_name`, watching `namespace`, with the options'
+    /// applier arguments.
+    pub async fn start_fanout_applier(
+        &self,
+        applier: &str,
+        namespace: &str,
+        cluster_name: &str,
+    ) -> ExtraApplier {
+        let queues = self
+            .fanout
+            .as_ref()
+            .expect("a stack started with fan-out appliers")
+            .queues(applier);
+        let mut args = self.options.applier_args.clone();
+        args.extend(["--namespace", namespace, "--cluster-name", cluster_name].map(str::to_owned));
+        self.start_extra_applier(&queues.url, &args).await
+    }
+
+    /// Creates the namespace `name` with the namespaced objects of `manifests` in it (another
+    /// cluster's namespace on the same control plane).
+    pub async fn create_namespace_with(&self, name: &str, manifests: &[&Path]) {
+        create_namespace(&self.client, name).await;
+        for manifest in manifests {
+            apply_file(&self.client, manifest, Some(name)).await;
+        }
     }
 }
