@@ -201,6 +201,17 @@ def test_repositories_and_owners_are_alternatives_joined_by_or(evaluate):
     }
 
 
+def test_the_end_to_end_tests_subscribe_with_the_filter_policies_of_the_module(evaluate):
+    # tests/src/harness/fanout.rs subscribes each applier's queue on the emulator with the
+    # fixture's filter_policy: it must be what the module computes for the fixture's entry.
+    fixture = json.loads((Path(__file__).resolve().parents[2] / "tests/fixtures/fanout/appliers.json").read_text())
+    appliers = fixture["appliers"]
+    outputs = evaluate({name: a["entry"] for name, a in appliers.items()})
+    assert {name: policy(outputs, name) for name in appliers} == {
+        name: a["filter_policy"] for name, a in appliers.items()
+    }
+
+
 def test_empty_filter_lists_are_no_filter(evaluate):
     outputs = evaluate({"a": {"repositories": [], "repository_prefixes": [], "owners": []}})
     assert policy(outputs, "a") is None

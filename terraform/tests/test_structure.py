@@ -577,31 +577,11 @@ def test_applier_iam_user_is_off_by_default_and_its_key_is_sensitive():
 # The function
 
 
-# Names the Terraform sets before functions/webhook/src/config.rs reads them: issue 15's Rust
-# side (the function publishing to SNS) is written in parallel. Each is compared as soon as
-# config.rs names it (test_topic_arn_is_read_by_the_rust_function).
-PENDING_RUST_ENV = {"TOPIC_ARN"}
-
-
 def test_function_environment_names_are_read_by_the_rust_function():
     names = function_env_names()
     rust = rust_env_vars()
-    assert names - PENDING_RUST_ENV <= rust, f"not read by config.rs ENV_VARS: {sorted(names - rust)}"
+    assert names <= rust, f"not read by config.rs ENV_VARS: {sorted(names - rust)}"
     assert {"QUEUE_URL", "TOPIC_ARN", "WEBHOOK_SECRET_ARN"} <= names
-
-
-def test_topic_arn_is_read_by_the_rust_function():
-    rust = rust_env_vars()
-    if "TOPIC_ARN" not in rust:
-        # Not skipped when config.rs reads a topic under another name: then one side must change.
-        assert not any("TOPIC" in name or "SNS" in name for name in rust), (
-            f"config.rs reads {sorted(rust)}: the Terraform sets TOPIC_ARN (locals.tf); rename one side"
-        )
-        pytest.skip(
-            "functions/webhook/src/config.rs does not read TOPIC_ARN on this branch (issue 15's Rust side "
-            "is written in parallel); compared once it does"
-        )
-    assert "TOPIC_ARN" in function_env_names()
 
 
 def test_function_environment_sets_exactly_one_of_queue_url_and_topic_arn():

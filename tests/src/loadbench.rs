@@ -19,6 +19,12 @@
 //!
 //! The budget it is compared with is "objects of the event + 3" (the `PR` object, its status,
 //! the Kubernetes Event) — 5 per event for the sample ReviewApp (2 objects applied or deleted).
+//!
+//! With `--fanout` the function publishes to an SNS FIFO topic (`TOPIC_ARN`) and two appliers,
+//! standing for two clusters, each read their own queue subscribed to it (the filter policies of
+//! tests/fixtures/fanout/appliers.json, both matching the sample repository) and watch a
+//! namespace of their own: one report per cluster, latency from the POST to that cluster's
+//! objects.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -87,7 +93,14 @@ pub struct Args {
     /// Extra `kubetempura run` argument (repeatable), e.g. `--applier-arg=--concurrency=16`.
     #[arg(long = "applier-arg", allow_hyphen_values = true)]
     pub applier_args: Vec<String>,
+    /// Fan-out mode: the function publishes to an SNS FIFO topic; two appliers (two clusters:
+    /// two namespaces) each read their own queue subscribed to it; one report per cluster.
+    #[arg(long, conflicts_with_all = ["direct", "live", "replicas"])]
+    pub fanout: bool,
 }
+
+/// The appliers of `--fanout`, named as in tests/fixtures/fanout/appliers.json.
+pub const FANOUT_CLUSTERS: [&str; 2] = ["cluster-a", "cluster-b"];
 
 /// Errors of a benchmark run.
 #[derive(Debug, thiserror::Error)]
@@ -380,6 +393,8 @@ pub struct Report {
     pub label: String,
     pub replicas: u8,
     pub direct: bool,
+    /// Through the SNS topic to a queue per cluster (`--fanout`).
+    pub fanout: bool,
     pub rate: f64,
     pub events: usize,
     pub applied: usize,
@@ -449,7 +464,7 @@ pub fn memory_kib(pid: u32) -> Result<(u64, u64), LoadbenchError> {
 }
 
 /// Sums, over replicas, every sample of the metrics whose name starts with one of `prefixes`.
-async fn scrape(appliers: &[ApplierProcess], prefixes: &[&str]) -> BTreeMap<String, f64> {
+async fn scrape(appliers: &[&ApplierProcess], prefixes: &[&str]) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for a in appliers {
         let text = a.metrics().await;
@@ -717,10 +732,18 @@ async fn wait_applied(
 }
 
 /// Waits until the queue holds no message (every one processed and deleted).
-async fn wait_drained(stack: &Stack, timeout: Duration) {
+async fn wait_drained(stack: &Stack, queue_url: &str, timeout: Duration) {
     let deadline = Instant::now() + timeout;
-    while stack.sqs.depth(&stack.queues.url).await != (0, 0) && Instant::now() < deadline {
+    while stack.sqs.depth(queue_url).await != (0, 0) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn check_rate(args: &Args) -> Result<(), LoadbenchError> {
+    if args.rate >= 0.0 && args.rate.is_finite() {
+        Ok(())
+    } else {
+        Err(LoadbenchError::Rate(args.rate))
     }
 }
 
@@ -730,9 +753,7 @@ pub async fn run_once(
     replicas: u8,
     live: Option<u32>,
 ) -> Result<Report, LoadbenchError> {
-    if !(args.rate >= 0.0 && args.rate.is_finite()) {
-        return Err(LoadbenchError::Rate(args.rate));
-    }
+    check_rate(args)?;
     let label = match live {
         Some(n) => format!("live-{n}-r{replicas}"),
         None => format!("load-r{replicas}"),
@@ -742,7 +763,6 @@ pub async fn run_once(
     let (stack, appliers) = start(args, replicas, &queue).await;
     let watches = watch_objects(&stack.client, &stack.ns);
     wait_watches(&watches).await;
-    let observed = &watches.observed;
     let events = match live {
         Some(n) => plan(n, 0, false),
         None => plan(args.prs, args.pushes, true),
@@ -750,28 +770,172 @@ pub async fn run_once(
     stack.proxy.clear_requests();
     let cpu_before = cpu_snapshot();
     let stack = Arc::new(stack);
+    let sent = send_and_report(&stack, &events, args, &label).await;
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let missing = wait_applied(&watches.observed, &events, &sent, timeout).await;
+    wait_drained(&stack, &stack.queues.url, Duration::from_secs(60)).await;
+    let run = Run {
+        label,
+        replicas,
+        fanout: false,
+        args,
+        events: &events,
+        sent: &sent,
+        cpu: cpu_used(&cpu_before, &cpu_snapshot()),
+    };
+    let appliers_ref: Vec<&ApplierProcess> = appliers.iter().collect();
+    let report = measure(
+        run,
+        &watches.observed,
+        &appliers_ref,
+        &stack.proxy.requests(),
+    )
+    .await?;
+    drop(watches);
+    drop(appliers);
+    finish(vec![report], missing, timeout).map(|mut r| r.remove(0))
+}
+
+/// Sends every event (see [`send_all`]), saying so on stderr.
+async fn send_and_report(
+    stack: &Arc<Stack>,
+    events: &[Planned],
+    args: &Args,
+    label: &str,
+) -> Vec<SendTimes> {
     eprintln!(
         "[{label}] sending {} events at {}",
         events.len(),
         rate_text(args.rate)
     );
-    let sent = send_all(&stack, &events, args, &label).await;
+    let sent = send_all(stack, events, args, label).await;
     eprintln!("[{label}] all sent; waiting for the cluster");
+    sent
+}
+
+/// The reports, or the timeout (printing what was measured) when events were never applied.
+fn finish(
+    reports: Vec<Report>,
+    missing: usize,
+    timeout: Duration,
+) -> Result<Vec<Report>, LoadbenchError> {
+    if missing > 0 {
+        eprintln!("{}", render(&reports));
+        return Err(LoadbenchError::Timeout(timeout, missing));
+    }
+    Ok(reports)
+}
+
+/// The fan-out run (`--fanout`): one webhook, a topic, a queue, an applier and a namespace per
+/// cluster; one report per cluster.
+pub async fn run_fanout(args: &Args) -> Result<Vec<Report>, LoadbenchError> {
+    check_rate(args)?;
+    let label = "fanout";
+    let policies = crate::harness::fanout::terraform_filter_policies();
+    let mut applier_args = StackOptions::default().applier_args;
+    applier_args.extend(args.applier_args.iter().cloned());
+    let sample = workspace_file("infra/examples/reviewapp-sample.yaml");
+    eprintln!("[{label}] starting the stack (a topic, two queues, two appliers)");
+    let stack = Stack::start(StackOptions {
+        queue: format!("loadbench-{label}-{}", std::process::id()),
+        function: true,
+        applier: false,
+        manifests: vec![sample.clone()],
+        applier_args,
+        visibility_timeout_secs: 120,
+        fanout: FANOUT_CLUSTERS
+            .iter()
+            .map(|name| ((*name).to_owned(), policies[*name].clone()))
+            .collect(),
+        ..StackOptions::default()
+    })
+    .await;
+    // The first cluster is the stack's namespace; the second one of its own, same ReviewApp.
+    let second = format!("{}-b", stack.ns);
+    stack.create_namespace_with(&second, &[&sample]).await;
+    let fanout = stack
+        .fanout
+        .clone()
+        .expect("Stack::start creates the fan-out its options ask for");
+    let mut clusters = Vec::new();
+    for (name, ns) in FANOUT_CLUSTERS.iter().zip([stack.ns.clone(), second]) {
+        let applier = stack.start_fanout_applier(name, &ns, name).await;
+        let queue_url = fanout.queues(name).url.clone();
+        let watches = watch_objects(&stack.client, &ns);
+        wait_watches(&watches).await;
+        clusters.push((*name, queue_url, applier, watches));
+    }
+    let events = plan(args.prs, args.pushes, true);
+    for (_, _, applier, _) in &clusters {
+        applier.proxy.clear_requests();
+    }
+    let cpu_before = cpu_snapshot();
+    let stack = Arc::new(stack);
+    let sent = send_and_report(&stack, &events, args, label).await;
     let timeout = Duration::from_secs(args.timeout_secs);
-    let missing = wait_applied(observed, &events, &sent, timeout).await;
-    wait_drained(&stack, Duration::from_secs(60)).await;
+    let mut missing = 0;
+    for (_, queue_url, _, watches) in &clusters {
+        missing += wait_applied(&watches.observed, &events, &sent, timeout).await;
+        wait_drained(&stack, queue_url, Duration::from_secs(60)).await;
+    }
     let cpu = cpu_used(&cpu_before, &cpu_snapshot());
-    let log = stack.proxy.requests();
+    let mut reports = Vec::new();
+    for (name, _, applier, watches) in &clusters {
+        let run = Run {
+            label: format!("{label}-{name}"),
+            replicas: 1,
+            fanout: true,
+            args,
+            events: &events,
+            sent: &sent,
+            cpu: cpu.clone(),
+        };
+        let requests = applier.proxy.requests();
+        reports.push(measure(run, &watches.observed, &[&applier.process], &requests).await?);
+    }
+    drop(clusters);
+    finish(reports, missing, timeout)
+}
+
+/// What one run sent, for [`measure`].
+struct Run<'a> {
+    label: String,
+    replicas: u8,
+    fanout: bool,
+    args: &'a Args,
+    events: &'a [Planned],
+    sent: &'a [SendTimes],
+    /// CPU seconds by process during the run (the whole local system).
+    cpu: BTreeMap<String, f64>,
+}
+
+/// The report of one cluster: its watches' latencies, its appliers' memory and metrics, the
+/// API requests through its proxy.
+async fn measure(
+    run: Run<'_>,
+    observed: &Observed,
+    appliers: &[&ApplierProcess],
+    log: &[RequestRecord],
+) -> Result<Report, LoadbenchError> {
+    let Run {
+        label,
+        replicas,
+        fanout,
+        args,
+        events,
+        sent,
+        cpu,
+    } = run;
     let mut peak_rss_kib = Vec::new();
     let mut rss_kib = Vec::new();
-    for a in &appliers {
+    for a in appliers {
         let (hwm, rss) = memory_kib(a.pid())?;
         peak_rss_kib.push(hwm);
         rss_kib.push(rss);
     }
 
     let metrics = scrape(
-        &appliers,
+        appliers,
         &[
             "kubetempura_message_age_seconds_",
             "kubetempura_apply_duration_seconds_",
@@ -801,7 +965,7 @@ pub async fn run_once(
     let mut send_ms = Vec::new();
     let mut last_applied: Option<Instant> = None;
     let mut budget = 0;
-    for (p, s) in events.iter().zip(&sent) {
+    for (p, s) in events.iter().zip(sent) {
         budget += OBJECTS_PER_PR + 3;
         let (Some(start), Some(end)) = (s.start, s.end) else {
             continue;
@@ -821,11 +985,12 @@ pub async fn run_once(
         _ => f64::NAN,
     };
     let wall_s = span(first_sent, last_applied);
-    let counted = count_requests(&log);
+    let counted = count_requests(log);
     let report = Report {
         label,
         replicas,
         direct: args.direct,
+        fanout,
         rate: args.rate,
         events: events.len(),
         applied: latencies.len(),
@@ -851,12 +1016,6 @@ pub async fn run_once(
         outcomes,
         cpu_s: cpu,
     };
-    drop(watches);
-    drop(appliers);
-    if missing > 0 {
-        eprintln!("{}", render(std::slice::from_ref(&report)));
-        return Err(LoadbenchError::Timeout(timeout, missing));
-    }
     Ok(report)
 }
 
@@ -894,10 +1053,10 @@ pub fn render(reports: &[Report]) -> String {
             "| {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1}/{:.1} | {:.1} | {:.1} | {} | {:.2} | {:.2} |",
             r.label,
             r.replicas,
-            if r.direct {
-                "SQS direct"
-            } else {
-                "webhook POST"
+            match (r.direct, r.fanout) {
+                (true, _) => "SQS direct",
+                (false, true) => "webhook POST, SNS topic, own queue",
+                (false, false) => "webhook POST",
             },
             if r.rate > 0.0 {
                 format!("{}", r.rate)
@@ -975,6 +1134,9 @@ pub fn render(reports: &[Report]) -> String {
 
 /// Runs what `args` asks for and returns the reports (printing progress on stderr).
 pub async fn run(args: &Args) -> Result<Vec<Report>, LoadbenchError> {
+    if args.fanout {
+        return run_fanout(args).await;
+    }
     let replicas: Vec<u8> = match (args.replicas, args.live) {
         (Some(r), _) => vec![r],
         (None, Some(_)) => vec![1],

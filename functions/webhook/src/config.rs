@@ -2,8 +2,11 @@
 
 use kubetempura_common::signature::{SignatureError, WebhookSecrets};
 
-/// URL of the SQS FIFO queue events are sent to.
+/// URL of the SQS FIFO queue events are sent to (one applier, or appliers sharing nothing).
 pub const ENV_QUEUE_URL: &str = "QUEUE_URL";
+/// ARN of the SNS FIFO topic events are published to when they fan out to a queue per applier
+/// (Terraform's `appliers`); exactly one of this and [`ENV_QUEUE_URL`] is set.
+pub const ENV_TOPIC_ARN: &str = "TOPIC_ARN";
 /// Webhook secret(s) given directly (local use); several comma-separated values during rotation.
 pub const ENV_WEBHOOK_SECRET: &str = "WEBHOOK_SECRET";
 /// ARN of an AWS Secrets Manager secret holding the webhook secret(s) (production).
@@ -14,6 +17,7 @@ pub const ENV_MAX_BODY_BYTES: &str = "MAX_BODY_BYTES";
 /// Every variable the function reads itself (the AWS SDK reads its own standard ones).
 pub const ENV_VARS: &[&str] = &[
     ENV_QUEUE_URL,
+    ENV_TOPIC_ARN,
     ENV_WEBHOOK_SECRET,
     ENV_WEBHOOK_SECRET_ARN,
     ENV_MAX_BODY_BYTES,
@@ -44,10 +48,28 @@ impl std::fmt::Debug for SecretSource {
     }
 }
 
+/// Where events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// An SQS FIFO queue (`QUEUE_URL`).
+    Queue(String),
+    /// An SNS FIFO topic (`TOPIC_ARN`) with a queue per applier subscribed to it.
+    Topic(String),
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Queue(url) => write!(f, "queue {url}"),
+            Self::Topic(arn) => write!(f, "topic {arn}"),
+        }
+    }
+}
+
 /// The function's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    pub queue_url: String,
+    pub destination: Destination,
     pub secret: SecretSource,
     pub max_body_bytes: usize,
 }
@@ -56,11 +78,19 @@ pub struct Config {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error(
-        "{ENV_QUEUE_URL} is not set: it must name the SQS FIFO queue (https://sqs.<region>.amazonaws.com/<account>/<name>.fifo)"
+        "neither {ENV_QUEUE_URL} nor {ENV_TOPIC_ARN} is set: one must name where events go, the SQS FIFO queue (https://sqs.<region>.amazonaws.com/<account>/<name>.fifo) or the SNS FIFO topic the appliers' queues subscribe to (arn:<partition>:sns:<region>:<account>:<name>.fifo)"
     )]
-    MissingQueueUrl,
+    MissingDestination,
+    #[error(
+        "both {ENV_QUEUE_URL} and {ENV_TOPIC_ARN} are set: set exactly one (the topic when appliers fan out, else the queue)"
+    )]
+    ContradictoryDestination,
     #[error("{ENV_QUEUE_URL} {0:?} does not name a FIFO queue (its name must end in .fifo)")]
     NotFifo(String),
+    #[error(
+        "{ENV_TOPIC_ARN} {0:?} is not the ARN of an SNS FIFO topic (arn:<partition>:sns:<region>:<account>:<name>.fifo)"
+    )]
+    BadTopicArn(String),
     #[error(
         "neither {ENV_WEBHOOK_SECRET} nor {ENV_WEBHOOK_SECRET_ARN} is set: one must give the webhook secret"
     )]
@@ -85,13 +115,29 @@ impl Config {
     /// Reads the configuration through `var` (the process environment in production).
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        let queue_url = set(ENV_QUEUE_URL)
-            .ok_or(ConfigError::MissingQueueUrl)?
-            .trim()
-            .to_owned();
-        if !queue_url.trim_end_matches('/').ends_with(".fifo") {
-            return Err(ConfigError::NotFifo(queue_url));
-        }
+        let destination = match (set(ENV_QUEUE_URL), set(ENV_TOPIC_ARN)) {
+            (Some(_), Some(_)) => return Err(ConfigError::ContradictoryDestination),
+            (None, None) => return Err(ConfigError::MissingDestination),
+            (Some(url), None) => {
+                let url = url.trim().to_owned();
+                if !url.trim_end_matches('/').ends_with(".fifo") {
+                    return Err(ConfigError::NotFifo(url));
+                }
+                Destination::Queue(url)
+            }
+            (None, Some(arn)) => {
+                let arn = arn.trim().to_owned();
+                let parts: Vec<&str> = arn.split(':').collect();
+                if parts.len() != 6
+                    || parts[0] != "arn"
+                    || parts[2] != "sns"
+                    || !parts[5].ends_with(".fifo")
+                {
+                    return Err(ConfigError::BadTopicArn(arn));
+                }
+                Destination::Topic(arn)
+            }
+        };
         let secret = match (set(ENV_WEBHOOK_SECRET), set(ENV_WEBHOOK_SECRET_ARN)) {
             (Some(_), Some(_)) => return Err(ConfigError::ContradictorySecret),
             (None, None) => return Err(ConfigError::MissingSecret),
@@ -120,7 +166,7 @@ impl Config {
                 .ok_or(ConfigError::BadMaxBody(v))?,
         };
         Ok(Self {
-            queue_url,
+            destination,
             secret,
             max_body_bytes,
         })
@@ -167,6 +213,7 @@ mod tests {
     use std::collections::HashMap;
 
     const Q: &str = "https://sqs.eu-west-1.amazonaws.com/123456789012/kubetempura-events.fifo";
+    const T: &str = "arn:aws:sns:eu-west-1:123456789012:kubetempura-events.fifo";
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let map: HashMap<String, String> = vars
@@ -179,7 +226,7 @@ mod tests {
     #[test]
     fn inline_secret_configuration_is_read() {
         let c = config(&[(ENV_QUEUE_URL, Q), (ENV_WEBHOOK_SECRET, "a,b")]).unwrap();
-        assert_eq!(c.queue_url, Q);
+        assert_eq!(c.destination, Destination::Queue(Q.into()));
         assert_eq!(c.secret, SecretSource::Inline("a,b".into()));
         assert_eq!(c.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
     }
@@ -201,7 +248,7 @@ mod tests {
     fn missing_or_contradictory_configuration_fails_clearly() {
         assert_eq!(
             config(&[(ENV_WEBHOOK_SECRET, "a")]),
-            Err(ConfigError::MissingQueueUrl)
+            Err(ConfigError::MissingDestination)
         );
         assert_eq!(
             config(&[(ENV_QUEUE_URL, "https://sqs/q"), (ENV_WEBHOOK_SECRET, "a")]),
@@ -246,6 +293,52 @@ mod tests {
             msg.contains("WEBHOOK_SECRET") && msg.contains("WEBHOOK_SECRET_ARN"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_topic_arn_is_read_instead_of_a_queue_url() {
+        let c = config(&[(ENV_TOPIC_ARN, T), (ENV_WEBHOOK_SECRET, "a")]).unwrap();
+        assert_eq!(c.destination, Destination::Topic(T.into()));
+        assert_eq!(c.destination.to_string(), format!("topic {T}"));
+    }
+
+    #[test]
+    fn exactly_one_of_queue_url_and_topic_arn_is_required() {
+        let both = config(&[
+            (ENV_QUEUE_URL, Q),
+            (ENV_TOPIC_ARN, T),
+            (ENV_WEBHOOK_SECRET, "a"),
+        ]);
+        assert_eq!(both, Err(ConfigError::ContradictoryDestination));
+        let msg = ConfigError::ContradictoryDestination.to_string();
+        assert!(
+            msg.contains("QUEUE_URL") && msg.contains("TOPIC_ARN"),
+            "{msg}"
+        );
+        // Blank counts as unset, as for every other variable.
+        let neither = config(&[(ENV_QUEUE_URL, " "), (ENV_WEBHOOK_SECRET, "a")]);
+        assert_eq!(neither, Err(ConfigError::MissingDestination));
+        let msg = ConfigError::MissingDestination.to_string();
+        assert!(
+            msg.contains("QUEUE_URL") && msg.contains("TOPIC_ARN"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_topic_arn_must_name_an_sns_fifo_topic() {
+        for bad in [
+            "arn:aws:sns:eu-west-1:123456789012:kubetempura-events",
+            "arn:aws:sqs:eu-west-1:123456789012:kubetempura-events.fifo",
+            "arn:aws:sns:eu-west-1:123456789012:kubetempura-events.fifo:3fbbd62d",
+            "kubetempura-events.fifo",
+        ] {
+            assert_eq!(
+                config(&[(ENV_TOPIC_ARN, bad), (ENV_WEBHOOK_SECRET, "a")]),
+                Err(ConfigError::BadTopicArn(bad.into())),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

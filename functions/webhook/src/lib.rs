@@ -4,7 +4,9 @@
 //! checks GitHub's `X-Hub-Signature-256` over the raw body, turns `pull_request` deliveries and
 //! check results (`check_run`, `check_suite`, `workflow_run`, `status`) into small versioned
 //! events and puts them on an SQS FIFO queue, one message group per pull request (or per commit
-//! for a check result that names no pull request) and the delivery id as deduplication id.
+//! for a check result that names no pull request) and the delivery id as deduplication id; or,
+//! when appliers fan out (one queue per applier), publishes them the same way to an SNS FIFO
+//! topic those queues subscribe to.
 
 pub mod config;
 pub mod handler;
@@ -12,10 +14,10 @@ pub mod queue;
 
 use std::sync::Arc;
 
-use config::{Config, ConfigError, SecretSource, parse_secret_value};
+use config::{Config, ConfigError, Destination, SecretSource, parse_secret_value};
 use kubetempura_common::signature::WebhookSecrets;
 
-/// How long one SQS call may take before the delivery is answered 503 (GitHub waits 10 s).
+/// How long one SQS (or SNS) call may take before the delivery is answered 503 (GitHub waits 10 s).
 pub const QUEUE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// Builds the handler's state from configuration: AWS clients built once, secrets fetched once.
@@ -52,10 +54,20 @@ pub async fn build_app(config: &Config) -> Result<handler::App, ConfigError> {
             parse_secret_value(value).map_err(|e| ConfigError::SecretFetch(e.to_string()))?
         }
     };
-    let queue = queue::SqsQueue::new(aws_sdk_sqs::Client::new(&aws), config.queue_url.clone());
+    // Both clients read the same configuration, so AWS_ENDPOINT_URL (an emulator) reaches both.
+    let queue: Arc<dyn queue::EventQueue> = match &config.destination {
+        Destination::Queue(url) => Arc::new(queue::SqsQueue::new(
+            aws_sdk_sqs::Client::new(&aws),
+            url.clone(),
+        )),
+        Destination::Topic(arn) => Arc::new(queue::SnsTopic::new(
+            aws_sdk_sns::Client::new(&aws),
+            arn.clone(),
+        )),
+    };
     Ok(handler::App {
         secrets,
-        queue: Arc::new(queue),
+        queue,
         max_body_bytes: config.max_body_bytes,
     })
 }

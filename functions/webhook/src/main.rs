@@ -12,7 +12,7 @@ async fn main() -> Result<(), Error> {
         .inspect_err(|e| {
             tracing::error!(error = %e, "cold start failed");
         })?;
-    tracing::info!(queue = %config.queue_url, secrets = app.secrets.len(), max_body_bytes = app.max_body_bytes, "webhook function ready");
+    tracing::info!(destination = %config.destination, secrets = app.secrets.len(), max_body_bytes = app.max_body_bytes, "webhook function ready");
     run(service_fn(move |req: Request| {
         let app = app.clone();
         async move { Ok::<_, Error>(kubetempura_webhook::handler::handle(&app, req).await) }

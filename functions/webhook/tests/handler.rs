@@ -15,7 +15,7 @@ use kubetempura_common::event::PrEvent;
 use kubetempura_common::signature::{WebhookSecrets, sign};
 use kubetempura_common::testing::{examples, pull_request_examples};
 use kubetempura_webhook::handler::{App, Facts, Reply, handle, process};
-use kubetempura_webhook::queue::{EventQueue, QueueError};
+use kubetempura_webhook::queue::{EventQueue, QueueError, attributes};
 
 const SECRET: &str = "It's a Secret to Everybody";
 const ACTED_ON: &[&str] = &[
@@ -748,4 +748,42 @@ async fn check_actions_that_change_no_state_are_202_ignored() {
         assert!(reply.body.reason.contains(action), "{}", reply.body.reason);
     }
     assert_eq!(queue.len(), 0);
+}
+
+#[tokio::test]
+async fn every_queued_message_carries_the_attributes_the_appliers_filters_route_on() {
+    // Terraform's modules/appliers filters on `repository` (owner/name as GitHub spells it) and
+    // `owner` (the login); both the queue and the topic send these attributes.
+    let queue = Arc::new(Recording::default());
+    let app = app(queue.clone());
+    let mut events = 0;
+    for event in [
+        "pull_request",
+        "check_run",
+        "check_suite",
+        "workflow_run",
+        "status",
+    ] {
+        for ex in examples(event).iter().filter(|e| e.body.len() < 60 * 1024) {
+            let before = queue.len();
+            call(
+                &app,
+                Method::POST,
+                &headers(event, &ex.body, SECRET),
+                &ex.body,
+            )
+            .await;
+            events += usize::from(queue.len() > before);
+        }
+    }
+    assert!(events > 10, "only {events} examples were queued");
+    for m in queue.sent.lock().unwrap().iter() {
+        let attrs: std::collections::BTreeMap<_, _> = attributes(m).into_iter().collect();
+        let repository = &m.repository().full_name;
+        let (owner, _) = repository.split_once('/').unwrap();
+        assert_eq!(attrs["repository"], repository.as_str());
+        assert_eq!(attrs["owner"], owner, "{repository}");
+        assert_eq!(attrs["event"], m.event());
+        assert_eq!(attrs.get("action").copied(), m.action());
+    }
 }

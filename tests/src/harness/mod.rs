@@ -2,7 +2,8 @@
 //! a condition (never a fixed sleep), and stops everything it started when dropped — also when
 //! a test panics.
 //!
-//! - [`sqs::SqsEmulator`]: `ministack` speaking the real SQS (and Secrets Manager) protocol.
+//! - [`sqs::SqsEmulator`]: `ministack` speaking the real SQS (and SNS, Secrets Manager)
+//!   protocol; [`fanout`] puts a topic before a queue per applier on it.
 //! - [`lambda::WebhookFunction`]: the webhook binary under `cargo lambda watch`, served as a
 //!   function URL; [`notifier::NotifierFunction`]: the notifier binary under it too, fed from a
 //!   queue by a stand-in for the SQS event source mapping.
@@ -15,6 +16,7 @@
 
 pub mod applier;
 pub mod controlplane;
+pub mod fanout;
 pub mod faultproxy;
 pub mod faults;
 pub mod github;

@@ -1,5 +1,7 @@
 //! The SQS emulator (`ministack`, pinned in tools/requirements.txt), reached by the unmodified
-//! aws-sdk-sqs client through an endpoint URL, bound to 127.0.0.1 only.
+//! aws-sdk-sqs (and aws-sdk-sns) clients through an endpoint URL, bound to 127.0.0.1 only. It
+//! speaks SNS too: FIFO topics, SQS subscriptions with raw delivery and filter policies
+//! (see [`super::fanout`]).
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -20,6 +22,7 @@ pub struct SqsEmulator {
     process: ChildGuard,
     pub endpoint: String,
     pub client: aws_sdk_sqs::Client,
+    pub sns: aws_sdk_sns::Client,
 }
 
 /// A FIFO queue and its dead-letter queue.
@@ -38,7 +41,7 @@ impl SqsEmulator {
         let mut cmd = Command::new(tools::ministack());
         cmd.env("GATEWAY_PORT", port.to_string())
             .env("BIND_HOST", "127.0.0.1")
-            .env("SERVICES", "sqs,secretsmanager")
+            .env("SERVICES", "sqs,sns,secretsmanager")
             .env("LOG_LEVEL", "WARNING");
         let mut process = ChildGuard::spawn("ministack", cmd);
         let endpoint = format!("http://127.0.0.1:{port}");
@@ -49,11 +52,12 @@ impl SqsEmulator {
         )
         .await;
         process.assert_running();
-        let client = aws_sdk_sqs::Client::new(&sdk_config(&endpoint).await);
+        let config = sdk_config(&endpoint).await;
         Self {
             process,
             endpoint,
-            client,
+            client: aws_sdk_sqs::Client::new(&config),
+            sns: aws_sdk_sns::Client::new(&config),
         }
     }
 

@@ -1,5 +1,5 @@
 //! The whole local system for end-to-end tests and the demo: the SQS emulator with a FIFO queue
-//! and its dead-letter queue, a real Kubernetes control plane (see [`super::controlplane`]) with
+//! and its dead-letter queue (or an SNS FIFO topic and a queue per applier), a real Kubernetes control plane (see [`super::controlplane`]) with
 //! the CRDs, infra/'s RBAC and the test's manifests applied in a namespace of the test's own,
 //! the webhook function under `cargo lambda watch`, and `kubetempura run` under the identity
 //! infra/ gives it, reaching the API server through a fault-injecting proxy.
@@ -19,6 +19,7 @@ use kubetempura_common::event::{Normalized, PrEvent, normalize};
 
 use super::applier::ApplierProcess;
 use super::controlplane::Cluster;
+use super::fanout::Fanout;
 use super::faultproxy::FaultProxy;
 use super::install::{
     Identity, RBAC_KINDS, SERVICE_ACCOUNT, create_namespace, install, token_kubeconfig,
@@ -60,6 +61,10 @@ pub struct StackOptions {
     /// Create a feedback queue (`<queue>-feedback.fifo`, with its DLQ) and pass it to the
     /// applier as `--feedback-queue-url`.
     pub feedback: bool,
+    /// Appliers fed through an SNS FIFO topic (`<queue>.fifo`), by name => the filter policy
+    /// of its queue's subscription (see [`super::fanout`]). When not empty, the function
+    /// publishes to the topic (`TOPIC_ARN`) instead of sending to the queue (`QUEUE_URL`).
+    pub fanout: BTreeMap<String, Option<serde_json::Value>>,
 }
 
 impl Default for StackOptions {
@@ -82,6 +87,7 @@ impl Default for StackOptions {
             install_namespaces: BTreeMap::new(),
             namespace: None,
             feedback: false,
+            fanout: BTreeMap::new(),
         }
     }
 }
@@ -115,6 +121,8 @@ pub struct Stack {
     pub queues: Queues,
     /// The feedback queue, when the options ask for one.
     pub feedback_queues: Option<Queues>,
+    /// The topic and the appliers' queues, when the options ask for them.
+    pub fanout: Option<Fanout>,
     pub sqs: SqsEmulator,
     pub options: StackOptions,
     _dir: tempfile::TempDir,
@@ -181,9 +189,25 @@ impl Stack {
         } else {
             None
         };
+        let fanout = if options.fanout.is_empty() {
+            None
+        } else {
+            Some(
+                sqs.create_fanout(
+                    &options.queue,
+                    &options.fanout,
+                    options.max_receive_count,
+                    options.visibility_timeout_secs,
+                )
+                .await,
+            )
+        };
         let function = if options.function {
             let mut env = sqs.env();
-            env.push(("QUEUE_URL".into(), queues.url.clone()));
+            env.push(match &fanout {
+                Some(f) => ("TOPIC_ARN".into(), f.topic_arn.clone()),
+                None => ("QUEUE_URL".into(), queues.url.clone()),
+            });
             env.push(("WEBHOOK_SECRET".into(), SECRET.into()));
             Some(WebhookFunction::start(&env).await)
         } else {
@@ -201,6 +225,7 @@ impl Stack {
             applier_kubeconfig,
             queues,
             feedback_queues,
+            fanout,
             sqs,
             options,
             _dir: dir,
@@ -256,7 +281,8 @@ impl Stack {
     }
 
     /// Starts another applier (as a second replica, or one with other flags) with the same
-    /// identity, through a fault proxy of its own, consuming `queue_url`.
+    /// identity, through a fault proxy of its own, consuming `queue_url`, watching the test's
+    /// namespace unless `args` name one.
     pub async fn start_extra_applier(&self, queue_url: &str, args: &[String]) -> ExtraApplier {
         let proxy = FaultProxy::start(&self.cluster.server, &self.cluster.ca_pem).await;
         let dir = tempfile::tempdir().expect("tempdir");
@@ -266,7 +292,10 @@ impl Stack {
             token_kubeconfig(&proxy.url(), &[], &self.identity.token, &self.ns),
         )
         .expect("write the extra applier's kubeconfig");
-        let mut all_args = vec!["--namespace".to_owned(), self.ns.clone()];
+        let mut all_args = Vec::new();
+        if !args.iter().any(|a| a == "--namespace") {
+            all_args.extend(["--namespace".to_owned(), self.ns.clone()]);
+        }
         all_args.extend(args.iter().cloned());
         let process =
             ApplierProcess::start(queue_url, &kubeconfig, &self.applier_env(), &all_args).await;

@@ -13,6 +13,7 @@ use kube::Api;
 use kube::api::DynamicObject;
 use kubetempura_applier::send_event::Delivery;
 use kubetempura_common::crd::PR;
+use kubetempura_tests::harness::applier::ApplierProcess;
 use kubetempura_tests::harness::faults::FaultRule;
 use kubetempura_tests::harness::stack::{Stack, StackOptions, workspace_file};
 use kubetempura_tests::harness::wait_for;
@@ -128,9 +129,13 @@ pub async fn wait_acked(stack: &Stack, n: f64) {
 
 /// The applier's log without ANSI colour codes.
 pub fn log(stack: &Stack) -> String {
-    let raw = stack.applier().output();
+    process_log(stack.applier())
+}
+
+/// An applier process's log without ANSI colour codes.
+pub fn process_log(applier: &ApplierProcess) -> String {
     let re = regex::Regex::new("\x1b\\[[0-9;]*m").unwrap();
-    re.replace_all(&raw, "").into_owned()
+    re.replace_all(&applier.output(), "").into_owned()
 }
 
 /// One "event handled" log line: the delivery id and the outcome label.
