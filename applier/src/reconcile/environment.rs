@@ -222,15 +222,9 @@ impl<'a> Environment<'a> {
             .ctx
             .lock_for(&self.ns, &format!("reviewapp:{}", self.app_name));
         let _guard = lock.lock().await;
-        let others: Vec<_> = self
-            .ctx
-            .current_prs()
+        let others: Vec<_> = lifecycle::environments(self.ctx, self.app)
             .into_iter()
-            .filter(|p| {
-                p.namespace().as_deref() == Some(self.ns.as_str())
-                    && p.spec.review_app == self.app_name
-                    && p.name_any() != self.pr_name
-            })
+            .filter(|p| p.name_any() != self.pr_name)
             .collect();
         let slot = lifecycle::slot(max, event.number, others.iter().map(AsRef::as_ref));
         match slot {

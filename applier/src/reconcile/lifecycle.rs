@@ -102,8 +102,9 @@ fn expiry_due(pr: &PR, ttl: Duration, now: DateTime<Utc>) -> bool {
     live && pushed_at(pr).is_some_and(|t| (now - t).to_std().is_ok_and(|idle| idle >= ttl))
 }
 
-/// The environments of `app` (not closed), freshest copies.
-fn environments(ctx: &Ctx, app: &ReviewApp) -> Vec<Arc<PR>> {
+/// The environments of `app` (not closed), freshest copies, including this process's own
+/// writes the watch cache does not show yet.
+pub(super) fn environments(ctx: &Ctx, app: &ReviewApp) -> Vec<Arc<PR>> {
     let ns = app.namespace().unwrap_or_default();
     let name = app.name_any();
     ctx.current_prs()

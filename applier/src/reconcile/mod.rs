@@ -30,7 +30,6 @@ mod status;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use kubetempura_common::check::{CheckEvent, QueueMessage};
 use kubetempura_common::crd::{Phase, ReviewApp};
 use kubetempura_common::event::PrEvent;
@@ -144,16 +143,11 @@ pub async fn handle_check(ctx: &Ctx, check: &CheckEvent) -> Result<Vec<Outcome>,
     }
     let mut outcomes = Vec::new();
     for app in apps {
-        let ns = app.namespace().unwrap_or_default();
-        let name = app.name_any();
-        for pr in ctx.current_prs() {
+        for pr in lifecycle::environments(ctx, &app) {
             // At the gate, or about to be: a push to this commit being handled right now has
             // written its record but not its status yet (the reconcile then waits for it on
             // the environment's lock and decides from the ledger this result is in).
-            let pending = pr.namespace().as_deref() == Some(ns.as_str())
-                && pr.spec.review_app == name
-                && !pr.spec.closed
-                && pr.spec.head_sha == check.head_sha
+            let pending = pr.spec.head_sha == check.head_sha
                 && pr.status.as_ref().is_none_or(|s| {
                     !lifecycle::is_deployed_at(s, &check.head_sha)
                         && !matches!(
