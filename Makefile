@@ -10,6 +10,9 @@ export CARGO_TERM_COLOR ?= never
 CARGO       ?= cargo
 GO          ?= go
 NEXTEST_VERSION := 0.9.143
+CARGO_FUZZ_VERSION := 0.13.2
+# cargo-fuzz, pinned, in the project (.tools/, not committed): one folder per version.
+CARGO_FUZZ_ROOT := $(CURDIR)/.tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
 # Where cargo puts binaries: honours CARGO_TARGET_DIR like cargo does.
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 CONTROLPLANE := $(CURDIR)/tests/controlplane/bin/kube-controlplane
@@ -101,6 +104,27 @@ lambda: $(VENV)/.installed ## Build a function's bootstrap.zip (FUNCTION=webhook
 demo: $(VENV)/.installed node_modules/.installed controlplane ## The whole system on loopback: play the walkthrough with signed deliveries (DEMO_KUBECONFIG=path for a real cluster)
 	$(CARGO) build --quiet --bins -p kubetempura-applier -p kubetempura-webhook -p kubetempura-notifier -p kubetempura-tests
 	$(TARGET_DIR)/debug/kubetempura-demo
+
+# ---------------------------------------------------------------------------------------------
+# Fuzzing (fuzz/, its own workspace): cargo-fuzz / libFuzzer on everything a stranger can send.
+
+FUZZ_SECONDS ?= 180
+FUZZ_SMOKE_SECONDS ?= 10
+
+$(CARGO_FUZZ_ROOT)/bin/cargo-fuzz:
+	$(CARGO) install --locked cargo-fuzz --version $(CARGO_FUZZ_VERSION) --root $(CARGO_FUZZ_ROOT)
+
+.PHONY: fuzz
+fuzz: $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz ## Run every fuzz target for FUZZ_SECONDS (default 180) each
+	PATH=$(CARGO_FUZZ_ROOT)/bin:$$PATH FUZZ_SECONDS=$(FUZZ_SECONDS) tools/fuzz.sh
+
+.PHONY: fuzz-smoke
+fuzz-smoke: $(CARGO_FUZZ_ROOT)/bin/cargo-fuzz ## Run every fuzz target for FUZZ_SMOKE_SECONDS (default 10) each
+	PATH=$(CARGO_FUZZ_ROOT)/bin:$$PATH FUZZ_SECONDS=$(FUZZ_SMOKE_SECONDS) tools/fuzz.sh
+
+.PHONY: fuzz-seeds
+fuzz-seeds: node_modules/.installed ## Rewrite the seed corpora fuzz/corpus/ from the octokit examples and infra/examples
+	cd fuzz && $(CARGO) run --quiet --example seed-corpora
 
 -include terraform/terraform.mk
 -include infra/infra.mk
