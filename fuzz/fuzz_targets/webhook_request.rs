@@ -46,7 +46,20 @@ static APP: LazyLock<App> = LazyLock::new(|| app(DEFAULT_MAX_BODY_BYTES));
 static SMALL_APP: LazyLock<App> = LazyLock::new(|| app(SMALL_LIMIT_BYTES));
 
 /// The request the handler sees: what lambda_http gives for a Lambda event.
+///
+/// An event that says its body is base64 but whose body is not is skipped: lambda_http panics
+/// on it by design (`Body::from_maybe_encoded`), and AWS, which writes the event around the
+/// raw request bytes, never sends one — a stranger controls the bytes, not their encoding.
 fn from_event(event: &str) -> Option<(Method, HeaderMap, Vec<u8>)> {
+    use base64::Engine as _;
+    let value: serde_json::Value = serde_json::from_str(event).ok()?;
+    if value["isBase64Encoded"] == true {
+        if let Some(body) = value["body"].as_str() {
+            base64::engine::general_purpose::STANDARD
+                .decode(body)
+                .ok()?;
+        }
+    }
     let request = lambda_http::request::from_str(event).ok()?;
     let (parts, body) = request.into_parts();
     Some((parts.method, parts.headers, body.as_ref().to_vec()))
