@@ -11,8 +11,10 @@ CARGO       ?= cargo
 GO          ?= go
 NEXTEST_VERSION := 0.9.143
 CARGO_FUZZ_VERSION := 0.13.2
+CARGO_BLOAT_VERSION := 0.12.1
 # cargo-fuzz, pinned, in the project (.tools/, not committed): one folder per version.
 CARGO_FUZZ_ROOT := $(CURDIR)/.tools/cargo-fuzz-$(CARGO_FUZZ_VERSION)
+CARGO_BLOAT_ROOT := $(CURDIR)/.tools/cargo-bloat-$(CARGO_BLOAT_VERSION)
 # Where cargo puts binaries: honours CARGO_TARGET_DIR like cargo does.
 TARGET_DIR  := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 CONTROLPLANE := $(CURDIR)/tests/controlplane/bin/kube-controlplane
@@ -80,7 +82,7 @@ test-real-cluster: deps ## The end-to-end walkthrough against KUBETEMPURA_E2E_KU
 	$(CARGO) nextest run -p kubetempura-tests --test walkthrough_e2e the_sample_reviewapp_walkthrough_runs_end_to_end
 
 .PHONY: test
-test: deps fmt-check lint test-rust test-terraform test-infra ## Everything CI runs
+test: deps fmt-check lint test-rust fuzz-smoke test-terraform test-infra ## Everything CI runs
 
 .PHONY: crds
 crds: ## Regenerate infra/crds/crds.yaml from the Rust types
@@ -94,8 +96,24 @@ ARCH ?= arm64
 FUNCTION ?= webhook
 .PHONY: lambda
 lambda: $(VENV)/.installed ## Build a function's bootstrap.zip (FUNCTION=webhook|notifier, ARCH=arm64|x86_64)
-	cargo-lambda lambda build --release --$(subst x86_64,x86-64,$(ARCH)) --output-format zip -p kubetempura-$(FUNCTION)
+	cargo-lambda lambda build --profile lambda --$(subst x86_64,x86-64,$(ARCH)) --output-format zip -p kubetempura-$(FUNCTION)
 	@ls -l $(TARGET_DIR)/lambda/$(FUNCTION)/bootstrap.zip
+
+$(CARGO_BLOAT_ROOT)/bin/cargo-bloat:
+	$(CARGO) install --locked cargo-bloat --version $(CARGO_BLOAT_VERSION) --root $(CARGO_BLOAT_ROOT)
+
+.PHONY: bloat
+bloat: $(CARGO_BLOAT_ROOT)/bin/cargo-bloat ## What the webhook function's binary is made of: the largest crates and functions (lambda profile, symbols kept)
+	PATH=$(CARGO_BLOAT_ROOT)/bin:$$PATH $(CARGO) bloat --profile lambda-bloat -p kubetempura-webhook --bin webhook --crates -n 30
+	PATH=$(CARGO_BLOAT_ROOT)/bin:$$PATH $(CARGO) bloat --profile lambda-bloat -p kubetempura-webhook --bin webhook -n 25
+
+.PHONY: bench-coldstart
+bench-coldstart: $(VENV)/.installed node_modules/.installed ## Cold-start benchmark: the webhook function beside a lambda_http hello-world, both built with the lambda profile (RUNS=30)
+	cargo-lambda lambda build --profile lambda --x86-64 -p kubetempura-webhook --bin webhook
+	cargo-lambda lambda build --profile lambda --x86-64 -p kubetempura-webhook --example hello-world
+	$(CARGO) build --quiet --locked -p kubetempura-tests --bin coldstart
+	$(TARGET_DIR)/debug/coldstart --runs $(or $(RUNS),30) \
+	  --webhook $(TARGET_DIR)/lambda/webhook/bootstrap --hello $(TARGET_DIR)/lambda/hello-world/bootstrap
 
 # ---------------------------------------------------------------------------------------------
 # Demo.

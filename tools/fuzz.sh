@@ -29,7 +29,18 @@ else
 fi
 
 cd "$root/fuzz"
-if (($# > 0)); then targets=("$@"); else mapfile -t targets < <("${cargo[@]}" fuzz list); fi
+if (($# > 0)); then
+  targets=("$@")
+else
+  # Not `mapfile < <(…)`: a failing `cargo fuzz list` (cargo-fuzz missing) must fail the run,
+  # never run zero targets and pass.
+  listed=$("${cargo[@]}" fuzz list)
+  mapfile -t targets <<<"$listed"
+fi
+if ((${#targets[@]} == 0)) || [[ -z ${targets[0]} ]]; then
+  echo "fuzz: no targets to run" >&2
+  exit 1
+fi
 for t in "${targets[@]}"; do "${cargo[@]}" fuzz build --sanitizer "$sanitizer" "$t"; done
 
 summary=()

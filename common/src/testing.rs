@@ -89,3 +89,51 @@ pub fn largest_pull_request_example() -> Example {
             )
         })
 }
+
+/// A Lambda function-URL event (payload format 2.0, as API Gateway HTTP APIs send it too)
+/// carrying one HTTP request; the body base64-encoded when `base64` (as AWS does for bodies
+/// that are not text).
+pub fn function_url_event(
+    method: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+    base64: bool,
+) -> serde_json::Value {
+    use base64::Engine as _;
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    let body = if base64 {
+        base64::engine::general_purpose::STANDARD.encode(body)
+    } else {
+        String::from_utf8_lossy(body).into_owned()
+    };
+    serde_json::json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "kubetempura",
+            "domainName": "kubetempura.lambda-url.eu-west-1.on.aws",
+            "domainPrefix": "kubetempura",
+            "http": {
+                "method": method,
+                "path": "/",
+                "protocol": "HTTP/1.1",
+                "sourceIp": "192.0.2.1",
+                "userAgent": "GitHub-Hookshot/kubetempura"
+            },
+            "requestId": "kubetempura",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "01/Jan/2026:00:00:00 +0000",
+            "timeEpoch": 1767225600000u64
+        },
+        "body": body,
+        "isBase64Encoded": base64
+    })
+}

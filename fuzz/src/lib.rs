@@ -55,51 +55,14 @@ pub mod request {
         }
     }
 
-    /// A Lambda function-URL event (payload format 2.0) carrying a request.
+    /// A Lambda function-URL event (payload format 2.0) carrying a request, as JSON text.
     pub fn function_url_event(
         method: &str,
         headers: &[(String, String)],
         body: &[u8],
         base64: bool,
     ) -> String {
-        use base64::Engine as _;
-        let headers: serde_json::Map<String, serde_json::Value> = headers
-            .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-            .collect();
-        let body = if base64 {
-            base64::engine::general_purpose::STANDARD.encode(body)
-        } else {
-            String::from_utf8_lossy(body).into_owned()
-        };
-        serde_json::json!({
-            "version": "2.0",
-            "routeKey": "$default",
-            "rawPath": "/",
-            "rawQueryString": "",
-            "headers": headers,
-            "requestContext": {
-                "accountId": "123456789012",
-                "apiId": "fuzz",
-                "domainName": "fuzz.lambda-url.eu-west-1.on.aws",
-                "domainPrefix": "fuzz",
-                "http": {
-                    "method": method,
-                    "path": "/",
-                    "protocol": "HTTP/1.1",
-                    "sourceIp": "192.0.2.1",
-                    "userAgent": "GitHub-Hookshot/fuzz"
-                },
-                "requestId": "fuzz",
-                "routeKey": "$default",
-                "stage": "$default",
-                "time": "01/Jan/2026:00:00:00 +0000",
-                "timeEpoch": 1767225600000u64
-            },
-            "body": body,
-            "isBase64Encoded": base64
-        })
-        .to_string()
+        kubetempura_common::testing::function_url_event(method, headers, body, base64).to_string()
     }
 }
 

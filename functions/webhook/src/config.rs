@@ -109,6 +109,23 @@ pub enum ConfigError {
     BadMaxBody(String),
     #[error("the secret from {ENV_WEBHOOK_SECRET_ARN} could not be read: {0}")]
     SecretFetch(String),
+    #[error(
+        "AWS_REGION is not set (nor AWS_DEFAULT_REGION): Lambda sets it; elsewhere set it to the queue's region"
+    )]
+    MissingRegion,
+    #[error("{0} is {1:?}: set true or false")]
+    BadFlag(&'static str, String),
+}
+
+impl ConfigError {
+    /// The `errorType` Lambda records for a cold start failing with this error (what
+    /// `/runtime/init/error` is told, and what shows as the function's init error).
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Self::SecretFetch(_) => "kubetempura.SecretFetchError",
+            _ => "kubetempura.ConfigError",
+        }
+    }
 }
 
 impl Config {

@@ -18,7 +18,6 @@ use serde::Serialize;
 use crate::queue::EventQueue;
 
 /// Everything the handler needs, built once per cold start.
-#[derive(Clone)]
 pub struct App {
     pub secrets: WebhookSecrets,
     pub queue: Arc<dyn EventQueue>,

@@ -9,13 +9,7 @@ use kubetempura_tests::loadbench::{Args, render, run};
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    kubetempura_tests::init_tool_logging();
     let args = Args::parse();
     let reports = run(&args).await.context("load benchmark")?;
     let mut out = std::io::stdout().lock();

@@ -53,21 +53,8 @@ pub(crate) fn watch(bin: &str, env: &[(String, String)]) -> Watch {
         .arg(port.to_string())
         .args(["--bin", bin, "--env-file"])
         .arg(env_file.path());
-    // The variables cargo sets for the test binary would reach the emulator's own `cargo build`
-    // and change build scripts' fingerprints (ring's tracks CARGO_MANIFEST_DIR): every start
-    // would then rebuild the function's dependencies, and every plain `cargo build` again.
-    for (k, _) in std::env::vars_os() {
-        let k = k.to_string_lossy();
-        let set_by_cargo = [
-            "CARGO_MANIFEST_",
-            "CARGO_PKG_",
-            "CARGO_CRATE_",
-            "CARGO_PRIMARY_",
-        ];
-        if set_by_cargo.iter().any(|p| k.starts_with(p)) {
-            cmd.env_remove(k.as_ref());
-        }
-    }
+    // The emulator runs `cargo build` itself.
+    tools::without_cargo_env(&mut cmd);
     for (k, v) in env {
         cmd.env(k, v);
     }

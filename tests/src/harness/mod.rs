@@ -26,6 +26,7 @@ pub mod kubeapi;
 pub mod lambda;
 pub mod notifier;
 pub mod process;
+pub mod runtime_api;
 pub mod sqs;
 pub mod stack;
 pub mod tools;
