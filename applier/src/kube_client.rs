@@ -1,8 +1,10 @@
 //! Building the Kubernetes clients.
 //!
-//! kube's rustls uses the `aws-lc-rs` provider (the same one the AWS SDK links), so a process
-//! linking both has exactly one rustls crypto provider and building a client cannot panic with
-//! "Could not automatically determine the process-level CryptoProvider".
+//! kube's rustls uses the `aws-lc-rs` provider (the same one the AWS SDK links). A workspace
+//! build unifies features, and the webhook function's rustls brings `ring` too, so a binary
+//! built with the whole workspace links two providers: [`clients`] installs aws-lc-rs as the
+//! process default first, so building a client cannot panic with "Could not automatically
+//! determine the process-level CryptoProvider", however the binary was built.
 
 use std::time::Duration;
 
@@ -19,12 +21,18 @@ pub struct Clients {
     pub watches: kube::Client,
 }
 
+/// Makes aws-lc-rs the process's rustls provider (a no-op when one is installed already).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// Infers the configuration (in-cluster, then `KUBECONFIG`/`~/.kube/config`) and builds both
 /// clients; `request_timeout` bounds each request of [`Clients::requests`].
 ///
 /// kube's own retry of 429/503/504 is off in both: it retries without bound and hides failures
 /// from the consumer, which retries with its own backoff and budget and counts every attempt.
 pub async fn clients(request_timeout: Duration) -> Result<Clients, kube::Error> {
+    install_crypto_provider();
     let mut config = kube::Config::infer()
         .await
         .map_err(kube::Error::InferConfig)?;

@@ -416,7 +416,7 @@ pub async fn post(
 ) -> anyhow::Result<(u16, String)> {
     // reqwest's rustls may be built without a provider (the notifier's TLS, unified in a
     // workspace build): the process default is kube's, aws-lc-rs.
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    crate::kube_client::install_crypto_provider();
     let resp = reqwest::Client::new()
         .post(url)
         .header("content-type", "application/json")

@@ -108,6 +108,7 @@ impl Cluster {
         // Tests see every error as it happens; a retrying client would hide the faults they
         // inject.
         config.default_retry = false;
+        super::install_crypto_provider();
         let client = Client::try_from(config).expect("kube client");
         Self {
             owned,

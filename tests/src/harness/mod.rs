@@ -119,6 +119,12 @@ pub async fn wait_http(what: &str, url: &str, timeout: Duration) {
 /// crypto provider (the notifier's TLS, unified into every crate of a workspace build), so the
 /// process default — aws-lc-rs, the provider kube uses — is installed first.
 pub fn http() -> reqwest::Client {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    install_crypto_provider();
     reqwest::Client::new()
+}
+
+/// Makes aws-lc-rs the test process's rustls provider. A workspace build links `ring` too (the
+/// webhook function's TLS), and rustls refuses to guess between two.
+pub fn install_crypto_provider() {
+    kubetempura_applier::kube_client::install_crypto_provider();
 }
