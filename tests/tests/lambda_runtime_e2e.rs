@@ -13,6 +13,7 @@ use std::time::Duration;
 use kubetempura_tests::harness::process::ChildGuard;
 use kubetempura_tests::harness::runtime_api::{Observed, RuntimeApi, signed_pull_request_event};
 use kubetempura_tests::harness::sqs::SqsEmulator;
+use kubetempura_tests::harness::tls::TlsRelay;
 use kubetempura_tests::harness::tools;
 
 const SECRET: &str = "runtime-api-secret";
@@ -92,6 +93,56 @@ async fn invocations_are_answered_on_the_runtime_api_and_reach_the_queue() {
             .await
             .is_none(),
         "the unsigned delivery left a message"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_queue_is_reached_over_https_trusting_the_systems_roots() {
+    // The function's own HTTPS client (rustls on ring, roots from the system store, which
+    // SSL_CERT_FILE points at here) against a TLS endpoint relaying to the emulator.
+    let sqs = SqsEmulator::start().await;
+    let queues = sqs.create_fifo_with_dlq("runtime-api-tls", 3, 30).await;
+    let relay = TlsRelay::start(sqs.endpoint.trim_start_matches("http://")).await;
+    let mut env: Vec<(String, String)> = sqs
+        .env()
+        .into_iter()
+        .filter(|(k, _)| k != "AWS_ENDPOINT_URL")
+        .collect();
+    env.push(("AWS_ENDPOINT_URL_SQS".into(), relay.url()));
+    env.push(("QUEUE_URL".into(), queues.url.clone()));
+    env.push(("WEBHOOK_SECRET".into(), SECRET.into()));
+
+    // Trusting the relay's CA: the message goes through.
+    let mut trusted = env.clone();
+    trusted.push((
+        "SSL_CERT_FILE".into(),
+        relay.ca_file().display().to_string(),
+    ));
+    let mut api = RuntimeApi::start().await;
+    let id = api.invoke(&signed_pull_request_event(SECRET, "tls-1"));
+    let function = start(&api, &trusted);
+    let (status, reply) = response_to(&mut api, &function, &id).await;
+    assert_eq!(status, 202, "{reply}\n{}", function.output());
+    assert_eq!(reply["status"], "queued", "{reply}");
+    drop(function);
+    let message = sqs
+        .take(&queues.url, Duration::from_secs(10))
+        .await
+        .expect("the message sent over TLS");
+    assert!(message.contains("\"opened\""), "{message}");
+
+    // Not trusting it (the system's own roots): the handshake fails, the delivery gets 503 so
+    // GitHub can redeliver, and nothing is queued.
+    let mut api = RuntimeApi::start().await;
+    let id = api.invoke(&signed_pull_request_event(SECRET, "tls-2"));
+    let function = start(&api, &env);
+    let (status, reply) = response_to(&mut api, &function, &id).await;
+    assert_eq!(status, 503, "{reply}\n{}", function.output());
+    assert!(
+        sqs.take(&queues.url, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "a message went through an untrusted endpoint"
     );
 }
 

@@ -29,6 +29,7 @@ pub mod process;
 pub mod runtime_api;
 pub mod sqs;
 pub mod stack;
+pub mod tls;
 pub mod tools;
 
 use std::future::Future;
