@@ -96,21 +96,21 @@ ARCH ?= arm64
 FUNCTION ?= webhook
 .PHONY: lambda
 lambda: $(VENV)/.installed ## Build a function's bootstrap.zip (FUNCTION=webhook|notifier, ARCH=arm64|x86_64)
-	cargo-lambda lambda build --profile lambda --$(subst x86_64,x86-64,$(ARCH)) --output-format zip -p kubetempura-$(FUNCTION)
+	cargo-lambda lambda build --profile release-lambda --$(subst x86_64,x86-64,$(ARCH)) --output-format zip -p kubetempura-$(FUNCTION)
 	@ls -l $(TARGET_DIR)/lambda/$(FUNCTION)/bootstrap.zip
 
 $(CARGO_BLOAT_ROOT)/bin/cargo-bloat:
 	$(CARGO) install --locked cargo-bloat --version $(CARGO_BLOAT_VERSION) --root $(CARGO_BLOAT_ROOT)
 
 .PHONY: bloat
-bloat: $(CARGO_BLOAT_ROOT)/bin/cargo-bloat ## What the webhook function's binary is made of: the largest crates and functions (lambda profile, symbols kept)
-	PATH=$(CARGO_BLOAT_ROOT)/bin:$$PATH $(CARGO) bloat --profile lambda-bloat -p kubetempura-webhook --bin webhook --crates -n 30
-	PATH=$(CARGO_BLOAT_ROOT)/bin:$$PATH $(CARGO) bloat --profile lambda-bloat -p kubetempura-webhook --bin webhook -n 25
+bloat: $(CARGO_BLOAT_ROOT)/bin/cargo-bloat ## What the webhook function's binary is made of: the largest crates and functions (release-lambda profile, symbols kept)
+	PATH=$(CARGO_BLOAT_ROOT)/bin:$$PATH $(CARGO) bloat --profile release-lambda-bloat -p kubetempura-webhook --bin webhook --crates -n 30
+	PATH=$(CARGO_BLOAT_ROOT)/bin:$$PATH $(CARGO) bloat --profile release-lambda-bloat -p kubetempura-webhook --bin webhook -n 25
 
 .PHONY: bench-coldstart
-bench-coldstart: $(VENV)/.installed node_modules/.installed ## Cold-start benchmark: the webhook function beside a lambda_http hello-world, both built with the lambda profile (RUNS=30)
-	cargo-lambda lambda build --profile lambda --x86-64 -p kubetempura-webhook --bin webhook
-	cargo-lambda lambda build --profile lambda --x86-64 -p kubetempura-webhook --example hello-world
+bench-coldstart: $(VENV)/.installed node_modules/.installed ## Cold-start benchmark: the webhook function beside a lambda_http hello-world, both built with the release-lambda profile (RUNS=30)
+	cargo-lambda lambda build --profile release-lambda --x86-64 -p kubetempura-webhook --bin webhook
+	cargo-lambda lambda build --profile release-lambda --x86-64 -p kubetempura-webhook --example hello-world
 	$(CARGO) build --quiet --locked -p kubetempura-tests --bin coldstart
 	$(TARGET_DIR)/debug/coldstart --runs $(or $(RUNS),30) \
 	  --webhook $(TARGET_DIR)/lambda/webhook/bootstrap --hello $(TARGET_DIR)/lambda/hello-world/bootstrap

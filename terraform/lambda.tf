@@ -1,6 +1,6 @@
 # The webhook function: verify the GitHub signature, normalise, SendMessage to the FIFO queue
 # (or, with appliers, Publish to the FIFO topic of fanout.tf).
-# Built with `cargo lambda build --profile lambda --arm64 --output-format zip` (repository root), which
+# Built with `cargo lambda build --profile release-lambda --arm64 --output-format zip` (repository root), which
 # writes target/lambda/webhook/bootstrap.zip: a `bootstrap` executable for provided.al2023.
 
 resource "aws_cloudwatch_log_group" "webhook" {

@@ -21,7 +21,7 @@ locals {
   dlq_name        = "${local.queue_base_name}-dlq.fifo"
 
   function_name = "${var.name}-webhook"
-  # Where `cargo lambda build --profile lambda --arm64 --output-format zip` (run at the repository root)
+  # Where `cargo lambda build --profile release-lambda --arm64 --output-format zip` (run at the repository root)
   # writes the package. A variable default cannot use path.module, hence the null default.
   lambda_zip_path = coalesce(var.lambda_zip_path, "${path.module}/../target/lambda/webhook/bootstrap.zip")
 

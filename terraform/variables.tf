@@ -113,7 +113,7 @@ variable "kms_data_key_reuse_period_seconds" {
 # The webhook function
 
 variable "lambda_zip_path" {
-  description = "Path of the function's deployment package. Null means `<module>/../target/lambda/webhook/bootstrap.zip`, where `cargo lambda build --profile lambda --arm64 --output-format zip` writes it from the repository root. The file must exist at plan time."
+  description = "Path of the function's deployment package. Null means `<module>/../target/lambda/webhook/bootstrap.zip`, where `cargo lambda build --profile release-lambda --arm64 --output-format zip` writes it from the repository root. The file must exist at plan time."
   type        = string
   default     = null
 

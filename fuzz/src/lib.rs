@@ -26,7 +26,7 @@ pub mod request {
     pub const FORM: u8 = 0x02;
     /// Pass the request through a function-URL event with a base64 body (lambda_http decodes).
     pub const BASE64: u8 = 0x04;
-    /// The rest is a raw Lambda event (function URL / API Gateway / ALB JSON).
+    /// The rest is a raw Lambda event (function URL / API Gateway HTTP API JSON, payload 2.0).
     pub const RAW_EVENT: u8 = 0x08;
     /// Use GET instead of POST.
     pub const NOT_POST: u8 = 0x10;

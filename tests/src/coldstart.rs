@@ -50,6 +50,18 @@ pub struct Args {
     /// The memory size the functions are told (AWS_LAMBDA_FUNCTION_MEMORY_SIZE).
     #[arg(long, default_value_t = 128)]
     pub memory_mb: u32,
+    /// An extra variable for every function's environment (repeatable), e.g.
+    /// `SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt` to read the system's roots from the
+    /// one bundle file, as on Lambda's image, instead of the bundle and every file beside it.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
 }
 
 /// One function the benchmark starts.
@@ -189,7 +201,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Report>> {
     for binary in [&args.webhook, &args.hello] {
         if !binary.is_file() {
             bail!(
-                "{} does not exist: build it first (`make bench-coldstart` builds both binaries with the lambda profile)",
+                "{} does not exist: build it first (`make bench-coldstart` builds both binaries with the release-lambda profile)",
                 binary.display()
             );
         }
@@ -215,7 +227,7 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Report>> {
     with_env_secret.push(("WEBHOOK_SECRET".into(), SECRET.into()));
     let mut with_secrets_manager = plain;
     with_secrets_manager.push(("WEBHOOK_SECRET_ARN".into(), arn));
-    let subjects = [
+    let mut subjects = [
         Subject {
             name: "hello-world (lambda_http)",
             binary: args.hello.clone(),
@@ -235,6 +247,9 @@ pub async fn run(args: &Args) -> anyhow::Result<Vec<Report>> {
             expect: (202, "queued"),
         },
     ];
+    for subject in &mut subjects {
+        subject.env.extend(args.env.iter().cloned());
+    }
     let mut reports: Vec<Report> = subjects
         .iter()
         .map(|s| {
