@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
-use kubetempura_common::crd::{PR, ReviewApp};
+use kube::{Api, Client, Resource, ResourceExt};
+use kubetempura_common::crd::{PR, ReviewApp, parse_pr};
 use kubetempura_common::naming::RepoKey;
 use tokio::sync::{broadcast, mpsc};
 
@@ -62,7 +64,8 @@ pub struct AppChanged {
 #[derive(Clone)]
 pub struct Caches {
     index: Arc<RwLock<Index>>,
-    prs: Store<PR>,
+    prs: Arc<RwLock<PrIndex>>,
+    prs_synced: Arc<AtomicBool>,
     /// Every `PR` object the watch shows changed (namespace, name).
     pr_changes: broadcast::Sender<(String, String)>,
     apps_synced: Arc<AtomicBool>,
@@ -81,42 +84,30 @@ impl Caches {
         namespace: Option<&str>,
         changes: mpsc::UnboundedSender<AppChanged>,
     ) -> Self {
-        let (apps_api, prs_api): (Api<ReviewApp>, Api<PR>) = match namespace {
+        // PR objects are watched untyped and parsed one by one: one the applier cannot read
+        // is set aside, never stopping the watch (a typed list fails whole).
+        let pr_resource = ApiResource::erase::<PR>(&());
+        let (apps_api, prs_api): (Api<ReviewApp>, Api<DynamicObject>) = match namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
-                Api::namespaced(client, ns),
+                Api::namespaced_with(client, ns, &pr_resource),
             ),
-            None => (Api::all(client.clone()), Api::all(client)),
+            None => (
+                Api::all(client.clone()),
+                Api::all_with(client, &pr_resource),
+            ),
         };
         let index = Arc::new(RwLock::new(Index::default()));
         let apps_synced = Arc::new(AtomicBool::new(false));
-        let (prs, writer) = reflector::store();
+        let prs = Arc::new(RwLock::new(PrIndex::default()));
+        let prs_synced = Arc::new(AtomicBool::new(false));
         let (pr_changes, _) = broadcast::channel(PR_CHANGES_CAPACITY);
-        let changed = pr_changes.clone();
-        tokio::spawn(
-            watcher(prs_api, watcher::Config::default())
-                .default_backoff()
-                // managedFields are never read here; dropping them keeps memory per
-                // environment small.
-                .modify(|pr: &mut PR| pr.managed_fields_mut().clear())
-                .reflect(writer)
-                .for_each(move |r| {
-                    match r {
-                        Err(e) => tracing::warn!(error = %e, "PR watch error; retrying"),
-                        Ok(
-                            watcher::Event::Apply(pr)
-                            | watcher::Event::InitApply(pr)
-                            | watcher::Event::Delete(pr),
-                        ) => {
-                            // No subscriber is not an error.
-                            let _ =
-                                changed.send((pr.namespace().unwrap_or_default(), pr.name_any()));
-                        }
-                        Ok(_) => {}
-                    }
-                    futures::future::ready(())
-                }),
-        );
+        tokio::spawn(watch_prs(
+            prs_api,
+            prs.clone(),
+            prs_synced.clone(),
+            pr_changes.clone(),
+        ));
         let idx = index.clone();
         let synced = apps_synced.clone();
         tokio::spawn(async move {
@@ -182,6 +173,7 @@ impl Caches {
         Self {
             index,
             prs,
+            prs_synced,
             pr_changes,
             apps_synced,
             tenancy: Arc::default(),
@@ -230,14 +222,12 @@ impl Caches {
     }
 
     fn prs_synced(&self) -> bool {
-        // A Store is ready once its first list completed.
-        futures::FutureExt::now_or_never(self.prs.wait_until_ready()).is_some_and(|r| r.is_ok())
+        self.prs_synced.load(Ordering::SeqCst)
     }
 
     /// Waits until both caches are synced.
     pub async fn wait_synced(&self) {
-        let _ = self.prs.wait_until_ready().await;
-        while !self.apps_synced.load(Ordering::SeqCst) {
+        while !self.is_synced() {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
@@ -278,7 +268,22 @@ impl Caches {
 
     /// The cached `PR` object, if any.
     pub fn pr(&self, namespace: &str, name: &str) -> Option<Arc<PR>> {
-        self.prs.get(&ObjectRef::new(name).within(namespace))
+        let guard = self.prs.read().ok()?;
+        guard.prs.get(&pr_key(namespace, name)).cloned()
+    }
+
+    /// Why the `PR` object `namespace/name` cannot be read, when it cannot.
+    pub fn unreadable_pr(&self, namespace: &str, name: &str) -> Option<UnreadablePr> {
+        let guard = self.prs.read().ok()?;
+        guard.unreadable.get(&pr_key(namespace, name)).cloned()
+    }
+
+    /// Every `PR` object the applier cannot read.
+    pub fn unreadable_prs(&self) -> Vec<UnreadablePr> {
+        self.prs
+            .read()
+            .map(|g| g.unreadable.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The `PR` objects the watch shows changed from now on.
@@ -288,7 +293,10 @@ impl Caches {
 
     /// Every cached `PR` object.
     pub fn all_prs(&self) -> Vec<Arc<PR>> {
-        self.prs.state()
+        self.prs
+            .read()
+            .map(|g| g.prs.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Every cached ReviewApp (those of refused namespaces excepted).
@@ -308,5 +316,138 @@ impl Caches {
     /// How many ReviewApps are cached.
     pub fn app_count(&self) -> usize {
         self.index.read().map(|g| g.apps.len()).unwrap_or(0)
+    }
+}
+
+/// A `PR` object the applier cannot read (see [`kubetempura_common::crd::parse_pr`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadablePr {
+    /// Why.
+    pub reason: String,
+    /// The object, for Events.
+    pub reference: ObjectReference,
+}
+
+/// `PR` objects by namespace and name: those read, and those set aside.
+#[derive(Default)]
+struct PrIndex {
+    prs: HashMap<ObjectRef<PR>, Arc<PR>>,
+    unreadable: HashMap<ObjectRef<PR>, UnreadablePr>,
+}
+
+impl PrIndex {
+    fn keys(&self) -> impl Iterator<Item = ObjectRef<PR>> + '_ {
+        self.prs.keys().chain(self.unreadable.keys()).cloned()
+    }
+
+    fn contains(&self, key: &ObjectRef<PR>) -> bool {
+        self.prs.contains_key(key) || self.unreadable.contains_key(key)
+    }
+
+    fn remove(&mut self, key: &ObjectRef<PR>) {
+        self.prs.remove(key);
+        self.unreadable.remove(key);
+    }
+
+    fn insert(&mut self, obj: DynamicObject) {
+        let key = pr_key(
+            obj.metadata.namespace.as_deref().unwrap_or_default(),
+            &obj.name_any(),
+        );
+        self.remove(&key);
+        let reference = ObjectReference {
+            api_version: Some(PR::api_version(&()).into_owned()),
+            kind: Some(PR::kind(&()).into_owned()),
+            namespace: obj.metadata.namespace.clone(),
+            name: obj.metadata.name.clone(),
+            uid: obj.metadata.uid.clone(),
+            resource_version: obj.metadata.resource_version.clone(),
+            ..ObjectReference::default()
+        };
+        match parse_pr(obj) {
+            Ok(pr) => {
+                self.prs.insert(key, Arc::new(pr));
+            }
+            Err(e) => {
+                self.unreadable.insert(
+                    key,
+                    UnreadablePr {
+                        reason: e.reason,
+                        reference,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn pr_key(namespace: &str, name: &str) -> ObjectRef<PR> {
+    ObjectRef::new(name).within(namespace)
+}
+
+/// Keeps `index` current from a watch of `PR` objects and announces every change on `changes`.
+async fn watch_prs(
+    api: Api<DynamicObject>,
+    index: Arc<RwLock<PrIndex>>,
+    synced: Arc<AtomicBool>,
+    changes: broadcast::Sender<(String, String)>,
+) {
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut buffer = PrIndex::default();
+    while let Some(event) = stream.next().await {
+        let event = match event {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "PR watch error; retrying");
+                continue;
+            }
+        };
+        let mut changed: Vec<ObjectRef<PR>> = Vec::new();
+        match event {
+            watcher::Event::Init => buffer = PrIndex::default(),
+            watcher::Event::InitApply(mut obj) => {
+                // managedFields are never read here; dropping them keeps memory per
+                // environment small.
+                obj.metadata.managed_fields = None;
+                buffer.insert(obj);
+            }
+            watcher::Event::InitDone => {
+                // A (re)list: every object listed may have changed, and every one cached but
+                // not listed is gone.
+                let fresh = std::mem::take(&mut buffer);
+                changed.extend(fresh.keys());
+                if let Ok(mut guard) = index.write() {
+                    changed.extend(guard.keys().filter(|k| !fresh.contains(k)));
+                    *guard = fresh;
+                }
+                synced.store(true, Ordering::SeqCst);
+            }
+            watcher::Event::Apply(mut obj) => {
+                obj.metadata.managed_fields = None;
+                changed.push(pr_key(
+                    obj.metadata.namespace.as_deref().unwrap_or_default(),
+                    &obj.name_any(),
+                ));
+                if let Ok(mut guard) = index.write() {
+                    guard.insert(obj);
+                }
+            }
+            watcher::Event::Delete(obj) => {
+                let key = pr_key(
+                    obj.metadata.namespace.as_deref().unwrap_or_default(),
+                    &obj.name_any(),
+                );
+                if let Ok(mut guard) = index.write() {
+                    guard.remove(&key);
+                }
+                changed.push(key);
+            }
+        }
+        for key in changed {
+            // No subscriber is not an error.
+            let _ = changes.send((key.namespace.unwrap_or_default(), key.name));
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod kube_client;
 pub mod kubeapi;
 pub mod ledger;
 pub mod metrics;
+pub mod pr_objects;
 pub mod reconcile;
 pub mod render_cmd;
 pub mod rollout;

@@ -34,6 +34,8 @@ pub struct Metrics {
     deleted: Counter,
     in_flight: Gauge,
     held: Gauge,
+    unreadable_prs: Gauge,
+    reconciled_objects: Family<OutcomeLabel, Counter>,
     /// When this value was built: the origin of `last_progress_ms`.
     started: Instant,
     /// When a held message was last finished (deleted or given back), or the consumer began
@@ -65,6 +67,18 @@ impl Metrics {
         let deleted = Counter::default();
         let in_flight = Gauge::default();
         let held = Gauge::default();
+        let unreadable_prs = Gauge::default();
+        let reconciled_objects = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "unreadable_prs",
+            "PR objects the applier cannot read (set aside: see the Warning Events `Unreadable`)",
+            unreadable_prs.clone(),
+        );
+        registry.register(
+            "pr_objects_reconciled",
+            "Environments reconciled because their PR object asked for it (made with kubectl or by the original KubeTempura, or headCommitRef edited), by outcome",
+            reconciled_objects.clone(),
+        );
         registry.register(
             "messages_received",
             "Queue messages received",
@@ -121,12 +135,29 @@ impl Metrics {
             deleted,
             in_flight,
             held,
+            unreadable_prs,
+            reconciled_objects,
             started: Instant::now(),
             last_progress_ms: AtomicU64::new(0),
             stall_after_ms: AtomicU64::new(0),
             queue_ok: AtomicBool::new(false),
             caches_synced: AtomicBool::new(false),
         }
+    }
+
+    /// How many `PR` objects cannot be read now.
+    pub fn set_unreadable_prs(&self, n: usize) {
+        self.unreadable_prs
+            .set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    /// One environment reconciled from its `PR` object.
+    pub fn reconciled_object(&self, outcome: &str) {
+        self.reconciled_objects
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     pub fn received(&self, n: usize) {

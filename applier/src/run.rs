@@ -169,6 +169,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let caches =
         Caches::start(clients.watches, args.namespace.as_deref(), changes_tx).with_tenancy(tenancy);
     let pr_changes = caches.subscribe_prs();
+    let pr_object_changes = caches.subscribe_prs();
     let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned())
         .with_applier_service_account(&args.applier_service_account);
     let ctx = Arc::new(Ctx::new(
@@ -210,6 +211,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         workload_rx,
         shutdown.clone(),
     ));
+    let pr_objects = tokio::spawn(
+        crate::pr_objects::Worker::new(ctx.clone()).run(pr_object_changes, shutdown.clone()),
+    );
     match consumer.probe().await {
         Ok(()) => metrics.queue_ok.store(true, Ordering::SeqCst),
         Err(e) => {
@@ -233,6 +237,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = maintenance.await;
     let _ = rollouts.await;
+    let _ = pr_objects.await;
     let _ = server.await;
     tracing::info!("stopped");
     Ok(())
@@ -434,10 +439,17 @@ pub async fn rerender_app(ctx: &Ctx, only: Option<(&str, &str)>) {
                 continue;
             }
         }
-        let Some(event) = event_from_pr(&current) else {
-            continue;
+        let result = if current.spec.needs_recording() {
+            // Made by hand or by the original KubeTempura, or its commit edited: the object
+            // drives the environment.
+            crate::reconcile::reconcile_object(ctx, &app, &current).await
+        } else {
+            let Some(event) = event_from_pr(&current) else {
+                continue;
+            };
+            reconcile(ctx, &app, &event, Trigger::Rerender).await
         };
-        match reconcile(ctx, &app, &event, Trigger::Rerender).await {
+        match result {
             Ok(outcome) => {
                 tracing::info!(pr = %current.name_any(), outcome = outcome.label(), "re-rendered")
             }

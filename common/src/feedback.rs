@@ -267,9 +267,13 @@ impl Desired {
 }
 
 /// The state the pull request should show for the environment recorded by `pr`; `None` while
-/// the record has no outcome yet.
+/// the record has no outcome yet, and for an environment made by hand (`Origin::Manual`).
 pub fn desired(pr: &crate::crd::PR) -> Option<Desired> {
-    use crate::crd::{Phase, RolloutState};
+    use crate::crd::{Origin, Phase, RolloutState};
+    if pr.spec.origin == Origin::Manual {
+        // Made by hand: there may be no such pull request, or not at this commit.
+        return None;
+    }
     let status = pr.status.as_ref()?;
     let message = status.message.clone().unwrap_or_default();
     let head = pr.spec.head_sha.clone();

@@ -4,13 +4,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use kubetempura_common::check::Gate;
 use kubetempura_common::crd::{
-    GateStatus, InventoryEntry, PR, PRStatus, Phase, ReviewApp, environment_id, object_annotations,
-    object_labels,
+    GateStatus, InventoryEntry, Origin, PR, PRStatus, Phase, ReviewApp, environment_id,
+    object_annotations, object_labels, parse_pr,
 };
 use kubetempura_common::event::{PrAction, PrEvent};
 use kubetempura_common::naming::{RepoKey, pr_object_name};
@@ -111,11 +111,21 @@ impl<'a> Environment<'a> {
             // missing).
             if pr.spec.closed
                 && event.action != PrAction::Reopened
-                && (event.updated_at <= last || trigger == Trigger::Rerender || !is_open(event))
+                && (event.updated_at <= last || trigger != Trigger::Event || !is_open(event))
             {
                 if !is_finished_tombstone(pr) {
                     // A close that did not finish (its deletes failed, the process died): finish it.
                     return self.finish_close(pr.clone(), "closed").await;
+                }
+                if trigger == Trigger::Manual {
+                    // An edit of a tombstone's headCommitRef: the pull request is closed.
+                    let msg = format!(
+                        "PR {} is the tombstone of a closed pull request: delete it (or use another number) to create an environment by hand",
+                        self.pr_name
+                    );
+                    self.publish(pr, EventType::Warning, "Closed", "Record", msg.clone())
+                        .await;
+                    return Ok(Outcome::Stale(msg));
                 }
                 return Ok(Outcome::Stale(format!(
                     "PR {} is closed; only a later reopened event brings it back",
@@ -133,7 +143,14 @@ impl<'a> Environment<'a> {
             }
             return self.close(event, existing).await;
         }
-        match decide(self.app.spec.policy.as_ref(), event) {
+        // A PR object made by a person is trusted like the ReviewApp itself (creating one needs
+        // the same RBAC): the ReviewApp's filters are for GitHub's pull requests.
+        let decision = if is_manual(trigger, existing) {
+            Decision::Deploy
+        } else {
+            decide(self.app.spec.policy.as_ref(), event)
+        };
+        match decision {
             Decision::Skip(reason) => self.skip(event, existing, reason, trigger).await,
             Decision::Deploy => self.admit(event, existing, trigger).await,
         }
@@ -150,11 +167,14 @@ impl<'a> Environment<'a> {
         trigger: Trigger,
     ) -> Result<Outcome, Failure> {
         let spec = &self.app.spec;
-        if let Some(ttl) = spec.expire_after() {
+        // An environment made by hand lives until its PR object is deleted.
+        if let Some(ttl) = spec.expire_after()
+            && !is_manual(trigger, existing)
+        {
             let pushed_at = last_push_at(
                 existing,
                 event,
-                trigger == Trigger::Event,
+                trigger != Trigger::Rerender,
                 spec.wake_label.as_deref(),
             );
             if lifecycle::is_expired(&pushed_at, ttl, chrono::Utc::now()) {
@@ -331,7 +351,11 @@ impl<'a> Environment<'a> {
 
     /// True when `pr` records a pull request of the repository the ReviewApp follows now.
     fn follows(&self, pr: &PR) -> bool {
-        RepoKey::parse(&pr.spec.repository) == RepoKey::parse(&self.app.spec.github_repository)
+        // A record that names no repository (made by hand, or by the original KubeTempura)
+        // belongs to whatever its ReviewApp follows.
+        pr.spec.repository.is_empty()
+            || RepoKey::parse(&pr.spec.repository)
+                == RepoKey::parse(&self.app.spec.github_repository)
     }
 
     fn follows_event(&self, event: &PrEvent) -> bool {
@@ -364,11 +388,18 @@ impl<'a> Environment<'a> {
     }
 
     /// The record as the API server has it now.
+    /// One the applier cannot read (see [`parse_pr`]) is a permanent failure: retrying cannot
+    /// help until someone fixes it, which the PR watch notices.
     pub async fn read_record(&self) -> Result<Option<PR>, Failure> {
-        Api::<PR>::namespaced(self.ctx.client.clone(), &self.ns)
-            .get_opt(&self.pr_name)
-            .await
-            .map_err(|e| Failure::from_kube(&format!("get PR {}", self.pr_name), e))
+        let resource = ApiResource::erase::<PR>(&());
+        let obj =
+            Api::<DynamicObject>::namespaced_with(self.ctx.client.clone(), &self.ns, &resource)
+                .get_opt(&self.pr_name)
+                .await
+                .map_err(|e| Failure::from_kube(&format!("get PR {}", self.pr_name), e))?;
+        obj.map(parse_pr)
+            .transpose()
+            .map_err(|e| Failure::permanent(e.to_string()))
     }
 
     /// Server-side-applies the record's spec for `event` (owned by the ReviewApp). The write is
@@ -389,10 +420,15 @@ impl<'a> Environment<'a> {
         let pushed_at = last_push_at(
             existing,
             event,
-            trigger == Trigger::Event,
+            trigger != Trigger::Rerender,
             self.app.spec.wake_label.as_deref(),
         );
-        let spec = pr_spec(&self.app_name, event, closed, pushed_at);
+        let origin = if is_manual(trigger, existing) {
+            Origin::Manual
+        } else {
+            Origin::Webhook
+        };
+        let spec = pr_spec(&self.app_name, event, closed, pushed_at, origin);
         let mut body = json!({
             "apiVersion": PR::api_version(&()),
             "kind": PR::kind(&()),
@@ -691,6 +727,16 @@ impl<'a> Environment<'a> {
         Ok(Outcome::Closed {
             deleted: deleted.count,
         })
+    }
+}
+
+/// True when the PR object, not GitHub, drives this reconcile: it was made or edited by hand
+/// ([`Trigger::Manual`]), or it is re-rendered and was last recorded from such an edit.
+fn is_manual(trigger: Trigger, existing: Option<&PR>) -> bool {
+    match trigger {
+        Trigger::Manual => true,
+        Trigger::Rerender => existing.is_some_and(|p| p.spec.origin == Origin::Manual),
+        Trigger::Event => false,
     }
 }
 

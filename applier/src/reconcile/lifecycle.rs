@@ -94,7 +94,9 @@ pub fn human_duration(d: Duration) -> String {
 
 /// Whether the sweep should expire `pr` now.
 fn expiry_due(pr: &PR, ttl: Duration, now: DateTime<Utc>) -> bool {
+    // An environment made by hand lives until its PR object is deleted.
     let live = !pr.spec.closed
+        && pr.spec.origin != kubetempura_common::crd::Origin::Manual
         && !matches!(
             pr.status.as_ref().and_then(|s| s.phase),
             None | Some(Phase::Expired | Phase::Skipped | Phase::Closed)
@@ -190,6 +192,7 @@ mod tests {
                 repository: "https://github.com/o/r".into(),
                 number,
                 head_sha: "a".repeat(40),
+                recorded_head: Some("a".repeat(40)),
                 head_branch: "f".into(),
                 base_branch: "main".into(),
                 author: None,
@@ -201,6 +204,8 @@ mod tests {
                 last_push_at: None,
                 last_delivery_id: None,
                 closed: false,
+                env_vars: Vec::new(),
+                origin: kubetempura_common::crd::Origin::Webhook,
             },
         );
         pr.status = Some(PRStatus {

@@ -31,7 +31,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use kubetempura_common::check::{CheckEvent, QueueMessage};
-use kubetempura_common::crd::{Phase, ReviewApp};
+use kubetempura_common::crd::{PR, Phase, ReviewApp};
 use kubetempura_common::event::PrEvent;
 use kubetempura_common::naming::RepoKey;
 
@@ -65,6 +65,9 @@ pub enum Outcome {
     Expired(String),
     /// A check result: recorded (or not awaited), no environment to move.
     Recorded(String),
+    /// The environment's `PR` object cannot be read (see
+    /// [`kubetempura_common::crd::parse_pr`]): nothing is done until someone fixes it.
+    Unreadable(String),
 }
 
 impl Outcome {
@@ -81,6 +84,7 @@ impl Outcome {
             Self::Queued(_) => "queued",
             Self::Expired(_) => "expired",
             Self::Recorded(_) => "check_recorded",
+            Self::Unreadable(_) => "unreadable",
         }
     }
 }
@@ -92,6 +96,10 @@ pub enum Trigger {
     Event,
     /// The ReviewApp changed, or a periodic resync: re-render from the recorded `PR` spec.
     Rerender,
+    /// The `PR` object asks for what it has not recorded (made with kubectl or by the original
+    /// KubeTempura, or its `headCommitRef` edited): the event is rebuilt from the object under
+    /// the environment's lock (see [`record::manual_event`]).
+    Manual,
 }
 
 /// How many times one reconcile re-reads its record after losing a race to another writer.
@@ -192,6 +200,19 @@ pub async fn handle_event(ctx: &Ctx, event: &PrEvent) -> Result<Vec<Outcome>, Fa
     Ok(outcomes)
 }
 
+/// Reconciles the environment of a `PR` object that asks for what it has not recorded (see
+/// [`Trigger::Manual`]).
+pub async fn reconcile_object(ctx: &Ctx, app: &ReviewApp, pr: &PR) -> Result<Outcome, Failure> {
+    let Some(event) = record::manual_event(pr, app) else {
+        return Err(Failure::permanent(format!(
+            "PR {}: its ReviewApp names no GitHub repository ({:?})",
+            kube::ResourceExt::name_any(pr),
+            app.spec.github_repository
+        )));
+    };
+    reconcile(ctx, app, &event, Trigger::Manual).await
+}
+
 /// Reconciles one ReviewApp's environment for one event, under the environment's lock.
 pub async fn reconcile(
     ctx: &Ctx,
@@ -202,6 +223,12 @@ pub async fn reconcile(
     let env = Environment::new(ctx, app, event.number);
     let lock = ctx.lock_for(&env.ns, &env.pr_name);
     let _guard = lock.lock().await;
+    if let Some(bad) = ctx.caches.unreadable_pr(&env.ns, &env.pr_name) {
+        return Ok(Outcome::Unreadable(format!(
+            "PR {} cannot be read: {}",
+            env.pr_name, bad.reason
+        )));
+    }
     let mut existing = match ctx.current_pr(&env.ns, &env.pr_name) {
         Some(pr) => Some(pr),
         // Not in the watch cache yet is not "absent": another process may have just written it.
@@ -210,11 +237,39 @@ pub async fn reconcile(
     let mut event = Cow::Borrowed(event);
     let mut trigger = trigger;
     for _ in 0..MAX_RECORD_CONFLICTS {
+        if trigger == Trigger::Manual {
+            // What the object asks for now, decided under the lock.
+            match existing.as_deref() {
+                None => {
+                    return Ok(Outcome::Stale(format!(
+                        "PR {} no longer exists",
+                        env.pr_name
+                    )));
+                }
+                Some(pr) if !pr.spec.needs_recording() => {
+                    return Ok(Outcome::Stale(format!(
+                        "PR {} is recorded at {}",
+                        env.pr_name,
+                        kubetempura_common::render::short_sha(&pr.spec.head_sha)
+                    )));
+                }
+                Some(pr) => match record::manual_event(pr, app) {
+                    Some(manual) => event = Cow::Owned(manual),
+                    None => {
+                        return Err(Failure::permanent(format!(
+                            "PR {}: its ReviewApp names no GitHub repository ({:?})",
+                            env.pr_name, app.spec.github_repository
+                        )));
+                    }
+                },
+            }
+        }
         match env.reconcile(&event, trigger, existing.as_deref()).await {
             Err(f) if f.class() == Class::RecordConflict => {
                 let fresh = env.read_record().await?;
                 tracing::info!(pr = %env.pr_name, error = %f, "the PR record changed meanwhile; deciding again from the current one");
-                if let Some(newer) = fresh.as_ref().and_then(event_from_pr)
+                if trigger != Trigger::Manual
+                    && let Some(newer) = fresh.as_ref().and_then(event_from_pr)
                     && newer.updated_at > event.updated_at
                 {
                     // Another process recorded a newer event while this one was applying: what

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use kube::ResourceExt;
-use kubetempura_common::crd::{PR, PRSpec, Phase};
+use kubetempura_common::crd::{Origin, PR, PRSpec, Phase, ReviewApp};
 use kubetempura_common::event::{EVENT_SCHEMA_VERSION, PrAction, PrEvent, Repository};
 use kubetempura_common::naming::split_repository_url;
 
@@ -15,8 +15,20 @@ pub fn event_time(pr: &PR) -> Option<DateTime<Utc>> {
 
 /// The record's spec for `event`; `last_push_at` is the time expiry counts from (see
 /// [`last_push_at`]).
-pub fn pr_spec(app_name: &str, event: &PrEvent, closed: bool, last_push_at: String) -> PRSpec {
+///
+/// `env_vars` stay empty: they are a person's (see [`PRSpec::env_vars`]), and the applier's
+/// server-side apply never names them, so it neither owns nor removes them.
+pub fn pr_spec(
+    app_name: &str,
+    event: &PrEvent,
+    closed: bool,
+    last_push_at: String,
+    origin: Origin,
+) -> PRSpec {
     PRSpec {
+        recorded_head: Some(event.head_sha.clone()),
+        env_vars: Vec::new(),
+        origin,
         review_app: app_name.to_owned(),
         repository: event.repository.html_url.clone(),
         number: event.number,
@@ -131,6 +143,56 @@ pub fn event_from_pr(pr: &PR) -> Option<PrEvent> {
         fork: pr.spec.fork,
         draft: pr.spec.draft,
         state: if pr.spec.closed { "closed" } else { "open" }.to_owned(),
+        merged: false,
+        labels: pr.spec.labels.clone(),
+        author: pr.spec.author.clone().unwrap_or_default(),
+        author_association: String::new(),
+        sender: None,
+        updated_at,
+        received_at: Utc::now(),
+    })
+}
+
+/// The event a `PR` object that needs recording (see [`PRSpec::needs_recording`]) stands for:
+/// its commit, for its ReviewApp's repository, at a time just after what it recorded (its
+/// creation time when it recorded nothing). The time follows the record, not the clock, so
+/// every replica builds the same event, a later GitHub event still wins, and an older one is
+/// still stale.
+pub fn manual_event(pr: &PR, app: &ReviewApp) -> Option<PrEvent> {
+    let html_url = app.spec.github_repository.trim_end_matches('/').to_owned();
+    let (_, owner, name) = split_repository_url(&html_url)?;
+    let created = pr.metadata.creation_timestamp.as_ref().and_then(|t| {
+        DateTime::<Utc>::from_timestamp(
+            t.0.as_second(),
+            u32::try_from(t.0.subsec_nanosecond()).unwrap_or(0),
+        )
+    });
+    let after_record = event_time(pr).map(|t| t + chrono::Duration::milliseconds(1));
+    let updated_at = match (after_record, created) {
+        (Some(a), Some(c)) => a.max(c),
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => return None,
+    };
+    Some(PrEvent {
+        version: EVENT_SCHEMA_VERSION,
+        delivery_id: format!("manual-{}", pr.name_any()),
+        event: "pull_request".to_owned(),
+        action: PrAction::Synchronize,
+        repository: Repository {
+            full_name: format!("{owner}/{name}"),
+            owner,
+            name,
+            html_url,
+        },
+        number: pr.spec.number,
+        title: pr.spec.title.clone().unwrap_or_default(),
+        head_sha: pr.spec.head_sha.clone(),
+        head_ref: pr.spec.head_branch.clone(),
+        head_repository: None,
+        base_ref: pr.spec.base_branch.clone(),
+        fork: pr.spec.fork,
+        draft: pr.spec.draft,
+        state: "open".to_owned(),
         merged: false,
         labels: pr.spec.labels.clone(),
         author: pr.spec.author.clone().unwrap_or_default(),

@@ -8,6 +8,8 @@ use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod wire;
+
 /// A ReviewApp: the templates of the objects to create for every pull request of one
 /// repository. Fields beyond `githubRepository` and `resources` are kubetempura additions; each
 /// defaults to the original KubeTempura behaviour.
@@ -255,7 +257,10 @@ fn is_zero(n: &i64) -> bool {
 
 /// The record of one pull request's environment for one ReviewApp, named
 /// `<reviewapp>-pr<number>` and owned by the ReviewApp.
-#[derive(CustomResource, Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+///
+/// The stored spec holds kubetempura's fields and the original KubeTempura's (see [`wire`] for
+/// the mapping); this is the normalised view of both.
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "kubetempura.mercari.com",
     version = "v1",
@@ -274,49 +279,122 @@ fn is_zero(n: &i64) -> bool {
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.environmentURL","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
-#[serde(rename_all = "camelCase")]
+#[serde(try_from = "wire::PRSpecWire", into = "wire::PRSpecWire")]
 pub struct PRSpec {
     /// Name of the ReviewApp (same namespace) this environment belongs to.
     pub review_app: String,
-    /// Repository URL as GitHub reports it.
+    /// Repository URL as GitHub reports it; empty until an event (or the PR object itself,
+    /// from its ReviewApp) was recorded.
     pub repository: String,
     /// Pull request number.
-    #[schemars(schema_with = "pr_number_schema")]
     pub number: u64,
-    /// Full SHA of the head commit of the latest event.
+    /// Full SHA of the head commit to deploy: `headCommitRef` when stored, else `headSha`;
+    /// lowercase.
     pub head_sha: String,
-    /// Head branch of the latest event.
+    /// `headSha` as stored: the head commit kubetempura last recorded. Differs from
+    /// `head_sha` after a person edited `headCommitRef`; ignored when writing.
+    pub recorded_head: Option<String>,
+    /// Head branch of the latest event; empty when not known.
     pub head_branch: String,
-    /// Base branch of the latest event.
+    /// Base branch of the latest event; empty when not known.
     pub base_branch: String,
     /// Login of the pull request's author.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub author: Option<String>,
     /// Pull request title of the latest event.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
     /// Labels of the latest event (for the ReviewApp's policy on re-render).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
     /// Whether the pull request was a draft at the latest event.
-    #[serde(default)]
     pub draft: bool,
     /// Whether the head branch lives in a fork.
-    #[serde(default)]
     pub fork: bool,
-    /// The pull request's `updated_at` of the latest event applied (orders events).
+    /// The pull request's `updated_at` of the latest event applied (orders events); empty
+    /// when kubetempura never recorded one (an object of the original, or made with kubectl).
     pub last_event_at: String,
     /// The `updated_at` of the latest push (opened, reopened, a new head commit) or wake
     /// (`wakeLabel` added): `expireAfter` counts from it. Absent in records written before it
     /// was recorded (`lastEventAt` counts then).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_push_at: Option<String>,
     /// `X-GitHub-Delivery` of the latest event applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_delivery_id: Option<String>,
     /// True once the pull request was closed or merged; the object is then a tombstone.
-    #[serde(default)]
     pub closed: bool,
+    /// Environment variables set in every container and init container of the environment's
+    /// workloads (`envVars`, as in the original). A person's: the applier never writes them.
+    pub env_vars: Vec<k8s_openapi::api::core::v1::EnvVar>,
+    /// Whether GitHub's events or the object itself drive the environment.
+    pub origin: Origin,
+}
+
+/// What drives an environment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Origin {
+    /// GitHub's pull request events.
+    #[default]
+    Webhook,
+    /// The `PR` object: applied with kubectl, or left by the original KubeTempura. Its
+    /// ReviewApp's filters and `expireAfter` do not apply; it lives until the object is deleted
+    /// or an event for its pull request takes it over.
+    Manual,
+}
+
+impl PRSpec {
+    /// True when the object asks for something kubetempura has not recorded: no event was
+    /// recorded on it (an original or hand-made object), or `headCommitRef` was edited.
+    pub fn needs_recording(&self) -> bool {
+        self.last_event_at.is_empty() || self.recorded_head.as_deref() != Some(&self.head_sha)
+    }
+}
+
+/// Why a stored `PR` object cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("PR {namespace}/{name} cannot be read: {reason}")]
+pub struct Unreadable {
+    pub namespace: String,
+    pub name: String,
+    pub reason: String,
+}
+
+/// Reads a stored `PR` object, checking what the API server checks on writes (stored objects
+/// are not re-validated: an object written before the schema, or under a looser one, may break
+/// any rule).
+pub fn parse_pr(obj: kube::core::DynamicObject) -> Result<PR, Unreadable> {
+    let namespace = obj.metadata.namespace.clone().unwrap_or_default();
+    let name = obj.metadata.name.clone().unwrap_or_default();
+    let fail = |reason: String| Unreadable {
+        namespace: namespace.clone(),
+        name: name.clone(),
+        reason,
+    };
+    let pr: PR = obj.try_parse().map_err(|e| fail(e.to_string()))?;
+    let expected = crate::naming::pr_object_name(&pr.spec.review_app, pr.spec.number);
+    if name != expected {
+        return Err(fail(format!(
+            "its name is not {expected} (<parentReviewApp>-pr<prNumber>)"
+        )));
+    }
+    Ok(pr)
+}
+
+/// The `PR` CRD, with the rule on the object's name (see [`wire::name_rule`]).
+pub fn pr_crd()
+-> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    let mut crd = PR::crd();
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            let rule = serde_json::from_value(wire::name_rule())
+                .expect("the name rule is a ValidationRule");
+            schema
+                .x_kubernetes_validations
+                .get_or_insert_with(Vec::new)
+                .push(rule);
+        }
+    }
+    crd
 }
 
 /// Lifecycle of an environment.
@@ -558,7 +636,7 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
     let mut out = String::from(
         "# Generated by `kubetempura crd` from common/src/crd.rs. Do not edit by hand:\n# run `make crds`.\n",
     );
-    for crd in [ReviewApp::crd(), PR::crd()] {
+    for crd in [ReviewApp::crd(), pr_crd()] {
         out.push_str("---\n");
         out.push_str(&serde_yaml::to_string(&crd)?);
     }
@@ -635,7 +713,7 @@ pub const LABEL_PR: &str = "kubetempura.mercari.com/pr";
 mod tests {
     use super::*;
 
-    const COMMITTED: &str = include_str!("../../infra/crds/crds.yaml");
+    const COMMITTED: &str = include_str!("../../../infra/crds/crds.yaml");
 
     #[test]
     fn durations_are_read_in_go_notation_and_anything_else_is_refused() {
@@ -796,9 +874,10 @@ mod tests {
 
     #[test]
     fn original_reviewapps_deserialize_unchanged() {
-        let ra: ReviewApp =
-            serde_yaml::from_str(include_str!("../../infra/examples/reviewapp-sample.yaml"))
-                .unwrap();
+        let ra: ReviewApp = serde_yaml::from_str(include_str!(
+            "../../../infra/examples/reviewapp-sample.yaml"
+        ))
+        .unwrap();
         assert_eq!(
             ra.spec.github_repository,
             "https://github.com/mercari/not-exists"

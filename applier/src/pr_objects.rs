@@ -1,0 +1,180 @@
+//! The `PR` object drives its environment, as in the original KubeTempura: one applied with
+//! kubectl (the original's fields or ours), one the original left behind, or one whose
+//! `headCommitRef` a person edited is rendered from its ReviewApp at the commit it names
+//! ([`crate::reconcile::Trigger::Manual`]). Deleting the object removes the environment through
+//! the garbage collector (the objects are owned by it).
+//!
+//! The same worker reports the `PR` objects the applier cannot read: a log line and a Warning
+//! Event `Unreadable` once per version of the object, and the gauge
+//! `kubetempura_unreadable_prs`. They are skipped; nothing else waits for them.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::reconcile::{Ctx, reconcile_object};
+
+type Key = (String, String);
+
+/// First retry of a transient failure; doubled up to [`RETRY_MAX`].
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// Watches `PR` objects for those that ask for what they have not recorded, and for those that
+/// cannot be read.
+pub struct Worker {
+    ctx: Arc<Ctx>,
+    /// The resourceVersion of each unreadable object already reported.
+    reported: HashMap<Key, Option<String>>,
+    /// The delay of the next retry of each object whose reconcile failed transiently.
+    backoff: HashMap<Key, Duration>,
+}
+
+impl Worker {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        Self {
+            ctx,
+            reported: HashMap::new(),
+            backoff: HashMap::new(),
+        }
+    }
+
+    /// Runs until `shutdown`. Start it once the caches are synced: it looks at every object
+    /// once, then at each one the watch shows changed.
+    pub async fn run(mut self, mut changes: broadcast::Receiver<Key>, shutdown: CancellationToken) {
+        let mut pending: BTreeSet<Key> = self.all();
+        let mut deadlines: BTreeMap<Instant, BTreeSet<Key>> = BTreeMap::new();
+        loop {
+            while let Some(key) = pending.pop_first() {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                if let Some(at) = self.handle(&key).await {
+                    deadlines.entry(at).or_default().insert(key);
+                }
+            }
+            self.ctx
+                .metrics
+                .set_unreadable_prs(self.ctx.caches.unreadable_prs().len());
+            let next = deadlines.keys().next().copied();
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                changed = changes.recv() => match changed {
+                    Ok(key) => { pending.insert(key); }
+                    Err(broadcast::error::RecvError::Lagged(_)) => pending.extend(self.all()),
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                () = sleep_until(next) => {
+                    let now = Instant::now();
+                    while let Some(entry) = deadlines.first_entry() {
+                        if *entry.key() > now {
+                            break;
+                        }
+                        pending.extend(entry.remove());
+                    }
+                }
+            }
+        }
+    }
+
+    fn all(&self) -> BTreeSet<Key> {
+        let caches = &self.ctx.caches;
+        caches
+            .all_prs()
+            .iter()
+            .map(|pr| (pr.namespace().unwrap_or_default(), pr.name_any()))
+            .chain(caches.unreadable_prs().into_iter().map(|u| {
+                (
+                    u.reference.namespace.unwrap_or_default(),
+                    u.reference.name.unwrap_or_default(),
+                )
+            }))
+            .collect()
+    }
+
+    /// Looks at one object; `Some` when it is to be looked at again then.
+    async fn handle(&mut self, key: &Key) -> Option<Instant> {
+        let (ns, name) = key;
+        let caches = &self.ctx.caches;
+        if let Some(bad) = caches.unreadable_pr(ns, name) {
+            self.report(key, bad).await;
+            return None;
+        }
+        self.reported.remove(key);
+        let Some(pr) = caches.pr(ns, name) else {
+            // Deleted: the garbage collector removes what it owned.
+            self.backoff.remove(key);
+            return None;
+        };
+        if !pr.spec.needs_recording() {
+            self.backoff.remove(key);
+            return None;
+        }
+        let Some(app) = caches.app(ns, &pr.spec.review_app) else {
+            // Picked up when the ReviewApp appears (its first render looks at every record).
+            tracing::warn!(namespace = %ns, pr = %name, reviewapp = %pr.spec.review_app, "the PR object's ReviewApp does not exist (or its namespace is refused); nothing to render");
+            return None;
+        };
+        let result = reconcile_object(&self.ctx, &app, &pr).await;
+        match result {
+            Ok(outcome) => {
+                self.backoff.remove(key);
+                self.ctx.metrics.reconciled_object(outcome.label());
+                tracing::info!(namespace = %ns, pr = %name, commit = %pr.spec.head_sha, outcome = outcome.label(), ?outcome, "reconciled from the PR object");
+                None
+            }
+            Err(e) if e.is_transient() => {
+                let delay = self
+                    .backoff
+                    .get(key)
+                    .map_or(RETRY_FIRST, |d| (*d * 2).min(RETRY_MAX));
+                self.backoff.insert(key.clone(), delay);
+                self.ctx.metrics.reconciled_object("transient_error");
+                tracing::warn!(namespace = %ns, pr = %name, error = %e, retry_in = ?delay, "reconcile from the PR object failed; will retry");
+                Some(Instant::now() + delay)
+            }
+            Err(e) => {
+                self.backoff.remove(key);
+                self.ctx.metrics.reconciled_object("failed");
+                tracing::error!(namespace = %ns, pr = %name, error = %e, "reconcile from the PR object failed");
+                None
+            }
+        }
+    }
+
+    /// Reports an unreadable object once per version of it.
+    async fn report(&mut self, key: &Key, bad: crate::cache::UnreadablePr) {
+        let version = bad.reference.resource_version.clone();
+        if self.reported.get(key) == Some(&version) {
+            return;
+        }
+        self.reported.insert(key.clone(), version);
+        tracing::warn!(namespace = %key.0, pr = %key.1, reason = %bad.reason, "PR object cannot be read; skipped until it is fixed");
+        let ev = KubeEvent {
+            type_: EventType::Warning,
+            reason: "Unreadable".to_owned(),
+            note: Some(format!(
+                "kubetempura cannot read this PR object and skips it: {}",
+                bad.reason
+            )),
+            action: "Read".to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder.publish(&ev, &bad.reference).await {
+            tracing::warn!(pr = %key.1, error = %e, "could not publish Kubernetes Event");
+        }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
