@@ -392,6 +392,16 @@ pub fn pr_crd()
                 .x_kubernetes_validations
                 .get_or_insert_with(Vec::new)
                 .push(rule);
+            // Spec fields are absent or set, never null: a null would satisfy `has()` in the
+            // rules and then fail them.
+            let spec = schema.properties.as_mut().and_then(|p| p.get_mut("spec"));
+            for field in spec
+                .and_then(|s| s.properties.as_mut())
+                .into_iter()
+                .flat_map(|p| p.values_mut())
+            {
+                field.nullable = None;
+            }
         }
     }
     crd

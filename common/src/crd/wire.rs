@@ -297,18 +297,174 @@ impl JsonSchema for PRSpec {
 
     fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         let mut schema = PRSpecWire::json_schema(generator);
-        // Absent, never null: a null would satisfy `has()` in the rules.
-        if let Some(props) = schema
-            .get_mut("properties")
-            .and_then(serde_json::Value::as_object_mut)
-        {
-            for prop in props.values_mut() {
-                if let Some(prop) = prop.as_object_mut() {
-                    prop.remove("nullable");
-                }
-            }
-        }
         schema.insert("x-kubernetes-validations".to_owned(), spec_rules());
         schema
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Origin, PR, PRSpec, parse_pr, pr_crd};
+    use serde_json::json;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn spec(v: serde_json::Value) -> Result<PRSpec, serde_json::Error> {
+        serde_json::from_value(v)
+    }
+
+    #[test]
+    fn a_spec_with_only_the_originals_fields_reads_like_ours() {
+        let original = spec(json!({
+            "parentReviewApp": "web",
+            "prNumber": "123",
+            "headCommitRef": SHA,
+            "envVars": [{"name": "FLAG", "value": "on"}],
+        }))
+        .unwrap();
+        assert_eq!(original.review_app, "web");
+        assert_eq!(original.number, 123);
+        assert_eq!(original.head_sha, SHA);
+        assert_eq!(original.recorded_head, None);
+        assert_eq!(original.repository, "");
+        assert_eq!(original.last_event_at, "");
+        assert_eq!(original.origin, Origin::Manual);
+        assert_eq!(original.env_vars.len(), 1);
+        assert_eq!(original.env_vars[0].value.as_deref(), Some("on"));
+        assert!(original.needs_recording());
+
+        let ours = spec(json!({
+            "reviewApp": "web", "number": 123, "headSha": SHA,
+            "repository": "https://github.com/o/r", "headBranch": "f", "baseBranch": "main",
+            "lastEventAt": "2026-12-01T00:00:00Z",
+        }))
+        .unwrap();
+        assert_eq!(ours.review_app, "web");
+        assert_eq!(ours.number, 123);
+        assert_eq!(ours.origin, Origin::Webhook, "records written before `origin`");
+        assert!(!ours.needs_recording());
+    }
+
+    #[test]
+    fn records_written_by_the_applier_carry_both_sets_and_no_env_vars() {
+        let mut s = spec(json!({
+            "reviewApp": "web", "number": 7, "headSha": SHA,
+            "lastEventAt": "2026-12-01T00:00:00Z",
+        }))
+        .unwrap();
+        s.env_vars.clear();
+        let written = serde_json::to_value(&s).unwrap();
+        assert_eq!(written["parentReviewApp"], "web");
+        assert_eq!(written["reviewApp"], "web");
+        assert_eq!(written["prNumber"], "7");
+        assert_eq!(written["number"], 7);
+        assert_eq!(written["headCommitRef"], SHA);
+        assert_eq!(written["headSha"], SHA);
+        assert_eq!(written["origin"], "Webhook");
+        assert!(written.get("envVars").is_none(), "{written}");
+        assert!(written.get("repository").is_none(), "empty is not written: {written}");
+        assert_eq!(spec(written).unwrap(), s, "round trip");
+    }
+
+    #[test]
+    fn head_commit_ref_wins_and_is_lowercased() {
+        let edited = spec(json!({
+            "reviewApp": "web", "number": 7, "headSha": SHA,
+            "headCommitRef": "ABCDEF0123456789ABCDEF0123456789ABCDEF01",
+            "lastEventAt": "2026-12-01T00:00:00Z",
+        }))
+        .unwrap();
+        assert_eq!(edited.head_sha, "abcdef0123456789abcdef0123456789abcdef01");
+        assert_eq!(edited.recorded_head.as_deref(), Some(SHA));
+        assert!(edited.needs_recording(), "an edited headCommitRef asks for a deploy");
+    }
+
+    #[test]
+    fn pr_numbers_must_be_canonical_positive_decimals() {
+        for bad in ["", "0", "012", "-1", "+1", "1e3", "12a", "1234567890123456789"] {
+            let r = spec(json!({"parentReviewApp": "web", "prNumber": bad, "headCommitRef": SHA}));
+            assert!(r.is_err(), "{bad:?}");
+        }
+        let disagree = spec(json!({
+            "reviewApp": "web", "parentReviewApp": "web", "number": 7, "prNumber": "8",
+            "headSha": SHA,
+        }));
+        assert!(disagree.unwrap_err().to_string().contains("differ"));
+        let other_app = spec(json!({
+            "reviewApp": "web", "parentReviewApp": "api", "number": 7, "headSha": SHA,
+        }));
+        assert!(other_app.unwrap_err().to_string().contains("differ"));
+        for missing in [
+            json!({"prNumber": "7", "headCommitRef": SHA}),
+            json!({"parentReviewApp": "web", "headCommitRef": SHA}),
+            json!({"parentReviewApp": "web", "prNumber": "7"}),
+        ] {
+            let e = spec(missing.clone()).unwrap_err().to_string();
+            assert!(e.contains("is required"), "{missing}: {e}");
+        }
+    }
+
+    fn object(name: &str, spec: serde_json::Value) -> kube::core::DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "kubetempura.mercari.com/v1", "kind": "PR",
+            "metadata": {"name": name, "namespace": "ns", "uid": "u1"},
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_name_that_is_not_reviewapp_pr_number_is_unreadable() {
+        let spec = json!({"parentReviewApp": "web", "prNumber": "7", "headCommitRef": SHA});
+        let pr: PR = parse_pr(object("web-pr7", spec.clone())).unwrap();
+        assert_eq!(pr.spec.number, 7);
+        let e = parse_pr(object("web-7", spec)).unwrap_err();
+        assert_eq!((e.namespace.as_str(), e.name.as_str()), ("ns", "web-7"));
+        assert!(e.reason.contains("web-pr7"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_objects_say_why() {
+        let e = parse_pr(object(
+            "web-pr7",
+            json!({"parentReviewApp": "web", "prNumber": "abc", "headCommitRef": SHA}),
+        ))
+        .unwrap_err();
+        assert!(e.reason.contains("abc"), "{e}");
+        let mut bad_phase = object(
+            "web-pr7",
+            json!({"parentReviewApp": "web", "prNumber": "7", "headCommitRef": SHA}),
+        );
+        bad_phase.data["status"] = json!({"phase": "Hibernating"});
+        let e = parse_pr(bad_phase).unwrap_err();
+        assert!(e.reason.contains("Hibernating"), "{e}");
+    }
+
+    #[test]
+    fn the_pr_schema_carries_the_rules_and_no_nullable_spec_field() {
+        let crd = serde_json::to_value(pr_crd()).unwrap();
+        let root = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let spec = &root["properties"]["spec"];
+        assert!(spec.get("required").is_none(), "either set may be given");
+        let rules: Vec<&str> = spec["x-kubernetes-validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["rule"].as_str().unwrap())
+            .collect();
+        assert_eq!(rules.len(), 6);
+        assert!(rules.iter().any(|r| r.contains("oldSelf.headSha")));
+        assert!(
+            root["x-kubernetes-validations"][0]["rule"]
+                .as_str()
+                .unwrap()
+                .contains("self.metadata.name")
+        );
+        for (name, prop) in spec["properties"].as_object().unwrap() {
+            assert!(prop.get("nullable").is_none(), "{name}");
+        }
+        for original in ["parentReviewApp", "prNumber", "headCommitRef", "envVars"] {
+            assert!(spec["properties"].get(original).is_some(), "{original}");
+        }
     }
 }
