@@ -29,6 +29,17 @@ const WRITTEN_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// relisting well within this).
 const WRITTEN_MAX_AGE: Duration = Duration::from_secs(300);
 
+/// True when the cached copy `cached` is fresher than this process's write `written`: a later
+/// spec (a person's edit after the write, or another process's write: the generation grows
+/// with every spec change), or the same spec recording a later event.
+fn fresher(cached: &PR, written: &PR) -> bool {
+    match cached.metadata.generation.cmp(&written.metadata.generation) {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => event_time(cached) > event_time(written),
+    }
+}
+
 /// Everything reconciliation needs, built once at start-up.
 pub struct Ctx {
     pub client: Client,
@@ -101,7 +112,7 @@ impl Ctx {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (key, (_, w)) in &written.entries {
             match all.get(key) {
-                Some(c) if event_time(c) > event_time(w) => {}
+                Some(c) if fresher(c, w) => {}
                 _ => {
                     all.insert(key.clone(), w.clone());
                 }
@@ -110,8 +121,8 @@ impl Ctx {
         all.into_values().collect()
     }
 
-    /// The freshest known `PR` object: this process's last write or the watch cache, whichever
-    /// recorded the later event.
+    /// The freshest known `PR` object: this process's last write or the watch cache (see
+    /// [`fresher`]).
     pub fn current_pr(&self, ns: &str, name: &str) -> Option<Arc<PR>> {
         let written = self
             .written
@@ -122,11 +133,7 @@ impl Ctx {
             .map(|(_, pr)| pr.clone());
         let cached = self.caches.pr(ns, name);
         match (written, cached) {
-            (Some(w), Some(c)) => Some(if event_time(&c) > event_time(&w) {
-                c
-            } else {
-                w
-            }),
+            (Some(w), Some(c)) => Some(if fresher(&c, &w) { c } else { w }),
             (w, c) => w.or(c),
         }
     }

@@ -376,7 +376,8 @@ pub fn parse_pr(obj: kube::core::DynamicObject) -> Result<PR, Unreadable> {
     Ok(pr)
 }
 
-/// The `PR` CRD, with the rule on the object's name (see [`wire::name_rule`]).
+/// The `PR` CRD. (The object's name is checked by the reader, [`parse_pr`]: a CEL rule on
+/// `metadata.name` exceeds the API server's cost budget.)
 pub fn pr_crd()
 -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
     let mut crd = PR::crd();
@@ -386,12 +387,6 @@ pub fn pr_crd()
             .as_mut()
             .and_then(|s| s.open_api_v3_schema.as_mut())
         {
-            let rule = serde_json::from_value(wire::name_rule())
-                .expect("the name rule is a ValidationRule");
-            schema
-                .x_kubernetes_validations
-                .get_or_insert_with(Vec::new)
-                .push(rule);
             // Spec fields are absent or set, never null: a null would satisfy `has()` in the
             // rules and then fail them.
             let spec = schema.properties.as_mut().and_then(|p| p.get_mut("spec"));

@@ -247,15 +247,6 @@ pub(super) fn spec_rules() -> serde_json::Value {
     ])
 }
 
-/// The rule on the whole object: the name is `<reviewapp>-pr<number>`, so an environment is
-/// always addressed by the object a person created, and neither can change.
-pub(super) fn name_rule() -> serde_json::Value {
-    serde_json::json!({
-        "rule": "!has(self.spec) || !(has(self.spec.parentReviewApp) || has(self.spec.reviewApp)) || !(has(self.spec.prNumber) || has(self.spec.number)) || self.metadata.name == (has(self.spec.parentReviewApp) ? self.spec.parentReviewApp : self.spec.reviewApp) + '-pr' + (has(self.spec.prNumber) ? self.spec.prNumber : string(self.spec.number))",
-        "message": "metadata.name must be <parentReviewApp>-pr<prNumber>"
-    })
-}
-
 fn pr_number_string_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "string",
@@ -341,7 +332,11 @@ mod tests {
         .unwrap();
         assert_eq!(ours.review_app, "web");
         assert_eq!(ours.number, 123);
-        assert_eq!(ours.origin, Origin::Webhook, "records written before `origin`");
+        assert_eq!(
+            ours.origin,
+            Origin::Webhook,
+            "records written before `origin`"
+        );
         assert!(!ours.needs_recording());
     }
 
@@ -362,7 +357,10 @@ mod tests {
         assert_eq!(written["headSha"], SHA);
         assert_eq!(written["origin"], "Webhook");
         assert!(written.get("envVars").is_none(), "{written}");
-        assert!(written.get("repository").is_none(), "empty is not written: {written}");
+        assert!(
+            written.get("repository").is_none(),
+            "empty is not written: {written}"
+        );
         assert_eq!(spec(written).unwrap(), s, "round trip");
     }
 
@@ -376,12 +374,24 @@ mod tests {
         .unwrap();
         assert_eq!(edited.head_sha, "abcdef0123456789abcdef0123456789abcdef01");
         assert_eq!(edited.recorded_head.as_deref(), Some(SHA));
-        assert!(edited.needs_recording(), "an edited headCommitRef asks for a deploy");
+        assert!(
+            edited.needs_recording(),
+            "an edited headCommitRef asks for a deploy"
+        );
     }
 
     #[test]
     fn pr_numbers_must_be_canonical_positive_decimals() {
-        for bad in ["", "0", "012", "-1", "+1", "1e3", "12a", "1234567890123456789"] {
+        for bad in [
+            "",
+            "0",
+            "012",
+            "-1",
+            "+1",
+            "1e3",
+            "12a",
+            "1234567890123456789",
+        ] {
             let r = spec(json!({"parentReviewApp": "web", "prNumber": bad, "headCommitRef": SHA}));
             assert!(r.is_err(), "{bad:?}");
         }
@@ -454,12 +464,6 @@ mod tests {
             .collect();
         assert_eq!(rules.len(), 6);
         assert!(rules.iter().any(|r| r.contains("oldSelf.headSha")));
-        assert!(
-            root["x-kubernetes-validations"][0]["rule"]
-                .as_str()
-                .unwrap()
-                .contains("self.metadata.name")
-        );
         for (name, prop) in spec["properties"].as_object().unwrap() {
             assert!(prop.get("nullable").is_none(), "{name}");
         }
