@@ -384,6 +384,7 @@ impl<'a> Environment<'a> {
         let tombstone = self
             .write_record(&event, true, Some(pr), Trigger::Rerender)
             .await?;
+        let tombstone = self.orphan_tombstone(tombstone).await?;
         self.finish_close(tombstone, how).await
     }
 
@@ -458,6 +459,42 @@ impl<'a> Environment<'a> {
             .await
             .map_err(|e| {
                 Failure::from_kube(&format!("apply PR {}", self.pr_name), e).on_record()
+            })?;
+        self.ctx.remember(pr.clone());
+        Ok(pr)
+    }
+
+    /// Removes the ReviewApp's owner reference from a tombstone when the closing apply left it:
+    /// another field manager shares it (the original KubeTempura's `manager`, or a person's
+    /// kubectl, created the object with it), and server-side apply only gives up our share.
+    /// Conditional on the tombstone being still `pr`, like every write of the record.
+    async fn orphan_tombstone(&self, pr: PR) -> Result<PR, Failure> {
+        let app_uid = self.app.uid();
+        let refs = pr.owner_references();
+        if !refs.iter().any(|r| Some(&r.uid) == app_uid.as_ref()) {
+            return Ok(pr);
+        }
+        let kept: Vec<_> = refs
+            .iter()
+            .filter(|r| Some(&r.uid) != app_uid.as_ref())
+            .cloned()
+            .collect();
+        // A merge patch naming the resourceVersion is refused (409) if the record changed.
+        let patch = json!({
+            "metadata": {"resourceVersion": pr.resource_version(), "ownerReferences": kept},
+        });
+        let pr = Api::<PR>::namespaced(self.ctx.client.clone(), &self.ns)
+            .patch(
+                &self.pr_name,
+                &PatchParams {
+                    field_manager: Some(self.ctx.field_manager.clone()),
+                    ..PatchParams::default()
+                },
+                &Patch::Merge(&patch),
+            )
+            .await
+            .map_err(|e| {
+                Failure::from_kube(&format!("orphan tombstone PR {}", self.pr_name), e).on_record()
             })?;
         self.ctx.remember(pr.clone());
         Ok(pr)
@@ -701,6 +738,7 @@ impl<'a> Environment<'a> {
         let pr = self
             .write_record(event, true, existing, Trigger::Event)
             .await?;
+        let pr = self.orphan_tombstone(pr).await?;
         let how = if event.merged { "merged" } else { "closed" };
         self.finish_close(pr, how).await
     }
