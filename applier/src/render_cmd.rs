@@ -180,6 +180,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyho
                 policy: &policy,
                 scope_of: &scope_of,
                 owner: None,
+                env_vars: &[],
             },
         )
         .with_context(|| format!("ReviewApp {name}"))?;
