@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, TimeDelta, Utc};
+use k8s_openapi::api::core::v1::EnvVar;
 use kubetempura_common::check::{CheckFact, CheckKind, CheckState, Gate, merge_fact};
 use kubetempura_common::crd::{ReviewApp, ReviewAppPolicy, ReviewAppSpec, WaitFor};
 use kubetempura_common::event::{EVENT_SCHEMA_VERSION, PrAction, PrEvent, Repository, is_full_sha};
@@ -66,6 +67,58 @@ pub struct RenderArgs {
     /// e.g. `check-run:build=success` (repeatable; a later result of the same check wins).
     #[arg(long = "check", value_name = "KIND:NAME=STATE")]
     pub checks: Vec<CheckArg>,
+    /// Set an environment variable in every container and init container of the rendered
+    /// workloads, as the PR's spec.envVars do (repeatable; a later --env of the same name wins)
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<EnvArg>,
+}
+
+/// One `--env`: an environment variable set by value, as an entry of a PR's `spec.envVars`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvArg {
+    pub name: String,
+    pub value: String,
+}
+
+impl FromStr for EnvArg {
+    type Err = String;
+
+    /// `NAME=VALUE`, split at the first `=` (the value may hold `=` and be empty). The name is
+    /// what Kubernetes accepts: non-empty printable ASCII, `=` excepted.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (name, value) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?} is not NAME=VALUE (e.g. LOG_LEVEL=debug)"))?;
+        if name.is_empty() {
+            return Err(format!("{s:?} is not NAME=VALUE: the name is empty"));
+        }
+        if !name.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+            return Err(format!(
+                "{name:?} is not an environment variable name: printable ASCII characters only"
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        })
+    }
+}
+
+/// The `--env` flags as `envVars`, one per name: a later flag of the same name wins.
+fn env_vars(flags: &[EnvArg]) -> Vec<EnvVar> {
+    let mut vars: Vec<EnvVar> = Vec::with_capacity(flags.len());
+    for flag in flags {
+        let var = EnvVar {
+            name: flag.name.clone(),
+            value: Some(flag.value.clone()),
+            value_from: None,
+        };
+        match vars.iter_mut().find(|v| v.name == flag.name) {
+            Some(earlier) => *earlier = var,
+            None => vars.push(var),
+        }
+    }
+    vars
 }
 
 /// One `--check`: a result of a named check on the head commit.
@@ -135,6 +188,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyho
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let apps = parse_review_apps(&text).with_context(|| format!("{}", args.file.display()))?;
     let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned());
+    let env_vars = env_vars(&args.env);
     let scope_of = |api_version: &str, kind: &str| {
         Some(builtin_scope(&GroupKind::from_api_version(
             api_version,
@@ -180,6 +234,7 @@ pub fn run(args: &RenderArgs, out: &mut dyn Write, err: &mut dyn Write) -> anyho
                 policy: &policy,
                 scope_of: &scope_of,
                 owner: None,
+                env_vars: &env_vars,
             },
         )
         .with_context(|| format!("ReviewApp {name}"))?;
@@ -454,4 +509,56 @@ pub fn parse_review_apps(text: &str) -> anyhow::Result<Vec<ReviewApp>> {
         bail!("no ReviewApp found");
     }
     Ok(apps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_flags_split_at_the_first_equals_sign_and_need_a_name() {
+        let parse = |s: &str| s.parse::<EnvArg>();
+        assert_eq!(
+            parse("DSN=postgres://db?sslmode=off"),
+            Ok(EnvArg {
+                name: "DSN".into(),
+                value: "postgres://db?sslmode=off".into()
+            })
+        );
+        assert_eq!(
+            parse("EMPTY="),
+            Ok(EnvArg {
+                name: "EMPTY".into(),
+                value: String::new()
+            })
+        );
+        assert_eq!(
+            parse("com.example.x=1").map(|e| e.name),
+            Ok("com.example.x".into())
+        );
+        for (bad, why) in [
+            ("FOO", "is not NAME=VALUE (e.g. LOG_LEVEL=debug)"),
+            ("=x", "the name is empty"),
+            ("A\tB=x", "printable ASCII characters only"),
+            ("CAF\u{e9}=x", "printable ASCII characters only"),
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_later_env_flag_of_the_same_name_wins_in_the_place_of_the_first() {
+        let flags: Vec<EnvArg> = ["A=1", "B=2", "A=3"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        let vars = env_vars(&flags);
+        let pairs: Vec<(&str, Option<&str>)> = vars
+            .iter()
+            .map(|v| (v.name.as_str(), v.value.as_deref()))
+            .collect();
+        assert_eq!(pairs, [("A", Some("3")), ("B", Some("2"))]);
+        assert!(vars.iter().all(|v| v.value_from.is_none()));
+    }
 }

@@ -477,3 +477,71 @@ fn a_reviewapp_without_lifecycle_settings_deploys_at_once_and_a_bad_check_flag_i
         assert!(err.contains(why), "{bad}: {err}");
     }
 }
+
+#[test]
+fn env_flags_set_every_container_of_the_sample_s_workloads_and_nothing_else() {
+    let sample = example("reviewapp-sample.yaml");
+    let f = sample.to_str().unwrap();
+    let plain = render(f, "123", SHA_1, &[]);
+    let objs = render(
+        f,
+        "123",
+        SHA_1,
+        &[
+            "--env",
+            "LOG_LEVEL=debug",
+            "--env",
+            "PUBLIC_URL=https://pr{{PR_NUMBER}}.review.example",
+            "--env",
+            "EMPTY=",
+            "--env",
+            "LOG_LEVEL=info",
+        ],
+    );
+    let want: serde_yaml::Value = serde_yaml::from_str(
+        "[{name: LOG_LEVEL, value: info}, {name: PUBLIC_URL, value: 'https://pr123.review.example'}, {name: EMPTY, value: ''}]",
+    )
+    .unwrap();
+    let mut containers = 0;
+    let mut stripped = objs.clone();
+    for o in &mut stripped {
+        // Looked up with get_mut: indexing a mapping inserts the keys it lacks.
+        let list = ["spec", "template", "spec", "containers"]
+            .iter()
+            .try_fold(o, |v, key| v.get_mut(key))
+            .and_then(serde_yaml::Value::as_sequence_mut);
+        let Some(list) = list else { continue };
+        for c in list {
+            assert_eq!(c["env"], want, "{c:?}");
+            c.as_mapping_mut().unwrap().remove("env");
+            containers += 1;
+        }
+    }
+    assert_eq!(containers, 1, "the sample's Deployment has one container");
+    // Without their env the objects are those rendered without --env: the Service untouched.
+    assert_eq!(stripped, plain);
+}
+
+#[test]
+fn a_bad_env_flag_exits_2_with_clap_s_one_line_error() {
+    let sample = example("reviewapp-sample.yaml");
+    let f = sample.to_str().unwrap();
+    for (bad, why) in [
+        ("FOO", "\"FOO\" is not NAME=VALUE (e.g. LOG_LEVEL=debug)"),
+        ("=debug", "\"=debug\" is not NAME=VALUE: the name is empty"),
+    ] {
+        let out = kubetempura(&["render", "-f", f, "--pr", "1", "--sha", SHA_1, "--env", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad} was accepted");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            lines,
+            [
+                format!("error: invalid value '{bad}' for '--env <NAME=VALUE>': {why}").as_str(),
+                "For more information, try '--help'.",
+            ],
+            "{bad}"
+        );
+    }
+}

@@ -193,6 +193,15 @@ const POD_SPECS: &[(&str, &str, &[&str])] = &[
     ),
 ];
 
+/// Where the pod spec of `gk`'s objects lives (a path of object keys, e.g. `spec`, `template`,
+/// `spec` for a Deployment), for the built-in kinds that run pods; `None` for every other kind.
+pub fn pod_spec_path(gk: &GroupKind) -> Option<&'static [&'static str]> {
+    POD_SPECS
+        .iter()
+        .find(|(g, k, _)| *g == gk.group && *k == gk.kind)
+        .map(|(_, _, path)| *path)
+}
+
 impl ObjectPolicy {
     /// A policy that additionally allows `kinds` (cluster-scoped or privileged).
     pub fn allowing(kinds: impl IntoIterator<Item = GroupKind>) -> Self {
@@ -247,10 +256,7 @@ impl ObjectPolicy {
         gk: &GroupKind,
         object: &serde_json::Value,
     ) -> Result<(), PolicyError> {
-        let Some((_, _, path)) = POD_SPECS
-            .iter()
-            .find(|(g, k, _)| *g == gk.group && *k == gk.kind)
-        else {
+        let Some(path) = pod_spec_path(gk) else {
             return Ok(());
         };
         let pod_spec = path.iter().try_fold(object, |v, key| v.get(key));
@@ -486,6 +492,30 @@ mod tests {
             v = serde_json::Value::Object(serde_json::Map::from_iter([((*key).to_owned(), v)]));
         }
         v
+    }
+
+    #[test]
+    fn only_the_built_in_kinds_that_run_pods_have_a_pod_spec_path() {
+        let path = |group, kind| pod_spec_path(&GroupKind::new(group, kind));
+        assert_eq!(path("", "Pod"), Some(&["spec"][..]));
+        assert_eq!(
+            path("apps", "Deployment"),
+            Some(&["spec", "template", "spec"][..])
+        );
+        assert_eq!(
+            path("batch", "CronJob"),
+            Some(&["spec", "jobTemplate", "spec", "template", "spec"][..])
+        );
+        assert_eq!(path("", "PodTemplate"), Some(&["template", "spec"][..]));
+        // The group counts: a CRD that borrows a built-in kind's name runs no pods we know of.
+        for (group, kind) in [
+            ("", "Service"),
+            ("", "Deployment"),
+            ("apps", "Pod"),
+            ("example.com", "Deployment"),
+        ] {
+            assert_eq!(path(group, kind), None, "{kind}.{group}");
+        }
     }
 
     #[test]

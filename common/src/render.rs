@@ -5,10 +5,14 @@
 //! the structure of an object. `{{ … }}` text that is not one of our variables (Go templates in
 //! a ConfigMap, Prometheus annotations) is left verbatim; an unknown placeholder shaped like a
 //! variable (`{{UPPER_SNAKE}}`) is left verbatim too and reported as a warning.
+//!
+//! The environment's `envVars` (a `PR`'s `spec.envVars`) are set, rendered the same way, in
+//! every container and init container of the kinds that run pods, before the object policy.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use k8s_openapi::api::core::v1::EnvVar;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::{Map, Value};
 
@@ -18,7 +22,7 @@ use crate::crd::{
 use crate::event::PrEvent;
 use crate::naming::branch_slug;
 use crate::naming::pr_object_name;
-use crate::policy::{GroupKind, ObjectPolicy, PolicyError, Scope};
+use crate::policy::{GroupKind, ObjectPolicy, PolicyError, Scope, pod_spec_path};
 
 /// The variables a template may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,6 +254,10 @@ pub struct RenderContext<'a> {
     pub scope_of: &'a (dyn Fn(&str, &str) -> Option<Scope> + Sync),
     /// Owner reference to the `PR` object, when known; set on namespaced objects only.
     pub owner: Option<&'a OwnerReference>,
+    /// The environment's `envVars`, set in every container and init container of every workload
+    /// that has a pod spec ([`crate::policy::pod_spec_path`]); their placeholders are
+    /// substituted like the templates'. Empty: the workloads are left as the templates say.
+    pub env_vars: &'a [EnvVar],
 }
 
 /// Sets `entries` in the string map `metadata[key]` (created when absent or null); `Err` when
@@ -284,9 +292,62 @@ const LIVE_METADATA: &[&str] = &[
     "deletionGracePeriodSeconds",
 ];
 
-/// Renders a ReviewApp's `resources` for one pull request: substitutes variables, forces
-/// namespaced objects into `vars.namespace`, applies the object policy, adds the labels and, to
-/// namespaced objects only, the owner reference.
+/// Sets `env_vars` (rendered `EnvVar`s) in the `env` of every container and init container of
+/// the pod spec at `path` in `object`. An entry of the same name is replaced whole (so a `value`
+/// can become a `valueFrom`), every such entry if the template repeats the name; the others are
+/// appended in the order of `env_vars`, a later one of the same name winning. A missing or null
+/// pod spec, `containers` or `env` is no error; anything else not shaped like a pod spec is,
+/// naming its path.
+fn inject_env_vars(
+    object: &mut Map<String, Value>,
+    path: &[&str],
+    env_vars: &[Value],
+) -> Result<(), String> {
+    let mut pod_spec = object;
+    for (depth, key) in path.iter().enumerate() {
+        match pod_spec.get_mut(*key) {
+            None | Some(Value::Null) => return Ok(()),
+            Some(Value::Object(next)) => pod_spec = next,
+            Some(_) => return Err(format!("{} must be an object", path[..=depth].join("."))),
+        }
+    }
+    let at = path.join(".");
+    for field in ["containers", "initContainers"] {
+        let containers = match pod_spec.get_mut(field) {
+            None | Some(Value::Null) => continue,
+            Some(Value::Array(items)) => items,
+            Some(_) => return Err(format!("{at}.{field} must be a list")),
+        };
+        for (i, container) in containers.iter_mut().enumerate() {
+            let container = container
+                .as_object_mut()
+                .ok_or_else(|| format!("{at}.{field}[{i}] must be an object"))?;
+            let env = container.entry("env").or_insert(Value::Null);
+            if env.is_null() {
+                *env = Value::Array(Vec::new());
+            }
+            let env = env
+                .as_array_mut()
+                .ok_or_else(|| format!("{at}.{field}[{i}].env must be a list"))?;
+            for var in env_vars {
+                let mut replaced = false;
+                for entry in env.iter_mut().filter(|e| e["name"] == var["name"]) {
+                    entry.clone_from(var);
+                    replaced = true;
+                }
+                if !replaced {
+                    env.push(var.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Renders a ReviewApp's `resources` for one pull request: substitutes variables, sets the
+/// environment's `envVars` in the workloads' containers, forces namespaced objects into
+/// `vars.namespace`, applies the object policy, adds the labels and, to namespaced objects
+/// only, the owner reference.
 pub fn render_resources(
     templates: &[Value],
     vars: &Variables,
@@ -304,6 +365,17 @@ pub fn render_resources(
             &pr_object_name(&vars.review_app, vars.pr_number),
         ),
     );
+    // The envVars with their placeholders substituted, once for every workload. An `EnvVar`
+    // always serialises; were one not to, the first workload would report it.
+    let env_vars: Result<Vec<Value>, String> = ctx
+        .env_vars
+        .iter()
+        .map(|var| {
+            serde_json::to_value(var)
+                .map(|v| render_value(&v, vars, &mut warnings))
+                .map_err(|e| format!("envVars: {e}"))
+        })
+        .collect();
     for (index, template) in templates.iter().enumerate() {
         let invalid = |reason: &str| RenderError::Invalid {
             index,
@@ -324,6 +396,14 @@ pub fn render_resources(
             .ok_or_else(|| invalid("apiVersion must be a non-empty string"))?;
         let kind = non_empty_str(map.get("kind"))
             .ok_or_else(|| invalid("kind must be a non-empty string"))?;
+        let gk = GroupKind::from_api_version(&api_version, &kind);
+        // Before the policy checks below, which must see the containers as they are applied.
+        if !ctx.env_vars.is_empty()
+            && let Some(path) = pod_spec_path(&gk)
+        {
+            let env_vars = env_vars.as_deref().map_err(|e| invalid(e))?;
+            inject_env_vars(map, path, env_vars).map_err(|reason| invalid(&reason))?;
+        }
         let metadata = map
             .entry("metadata")
             .or_insert_with(|| Value::Object(Map::new()))
@@ -350,7 +430,6 @@ pub fn render_resources(
                 live_fields.join(", ")
             ));
         }
-        let gk = GroupKind::from_api_version(&api_version, &kind);
         let scope =
             (ctx.scope_of)(&api_version, &kind).ok_or_else(|| RenderError::UnknownKind {
                 index,
@@ -438,6 +517,7 @@ fn non_empty_str(v: Option<&Value>) -> Option<String> {
 mod tests {
     use super::*;
     use crate::policy::builtin_scope;
+    use k8s_openapi::api::core::v1::{EnvVarSource, SecretKeySelector};
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -464,6 +544,10 @@ mod tests {
     }
 
     fn render(templates: &[Value]) -> Result<Rendered, RenderError> {
+        render_with_env(templates, &[])
+    }
+
+    fn render_with_env(templates: &[Value], env_vars: &[EnvVar]) -> Result<Rendered, RenderError> {
         let policy = ObjectPolicy::default();
         render_resources(
             templates,
@@ -472,6 +556,7 @@ mod tests {
                 policy: &policy,
                 scope_of: &offline_scope,
                 owner: None,
+                env_vars,
             },
         )
     }
@@ -639,6 +724,7 @@ mod tests {
                 policy,
                 scope_of: &offline_scope,
                 owner: Some(&owner),
+                env_vars: &[],
             },
         )
         .unwrap()
@@ -716,7 +802,7 @@ mod tests {
     #[test]
     fn allowed_cluster_scoped_kinds_lose_their_namespace() {
         let policy = ObjectPolicy::allowing([GroupKind::new("", "Namespace")]);
-        let out = render_resources(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pr-{{PR_NUMBER}}", "namespace": "x"}})], &vars(), &RenderContext { policy: &policy, scope_of: &offline_scope, owner: None }).unwrap();
+        let out = render_resources(&[json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "pr-{{PR_NUMBER}}", "namespace": "x"}})], &vars(), &RenderContext { policy: &policy, scope_of: &offline_scope, owner: None, env_vars: &[] }).unwrap();
         assert_eq!(out.objects[0].namespace, None);
         assert!(out.objects[0].object["metadata"].get("namespace").is_none());
     }
@@ -766,6 +852,7 @@ mod tests {
                 policy: &policy,
                 scope_of: &none,
                 owner: None,
+                env_vars: &[],
             },
         )
         .unwrap_err();
@@ -789,6 +876,254 @@ mod tests {
         );
     }
 
+    /// Every built-in kind that runs pods: apiVersion, kind and the path to its pod spec.
+    const WORKLOADS: &[(&str, &str, &[&str])] = &[
+        ("v1", "Pod", &["spec"]),
+        ("v1", "ReplicationController", &["spec", "template", "spec"]),
+        ("v1", "PodTemplate", &["template", "spec"]),
+        ("apps/v1", "Deployment", &["spec", "template", "spec"]),
+        ("apps/v1", "StatefulSet", &["spec", "template", "spec"]),
+        ("apps/v1", "DaemonSet", &["spec", "template", "spec"]),
+        ("apps/v1", "ReplicaSet", &["spec", "template", "spec"]),
+        ("batch/v1", "Job", &["spec", "template", "spec"]),
+        (
+            "batch/v1",
+            "CronJob",
+            &["spec", "jobTemplate", "spec", "template", "spec"],
+        ),
+    ];
+
+    /// A `kind` object named `w` whose pod spec, at `path`, is `pod_spec`.
+    fn workload(api_version: &str, kind: &str, path: &[&str], pod_spec: Value) -> Value {
+        let mut nested = pod_spec;
+        for key in path[1..].iter().rev() {
+            nested = json!({ *key: nested });
+        }
+        let mut obj = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": "w"}});
+        obj[path[0]] = nested;
+        obj
+    }
+
+    fn at<'v>(obj: &'v Value, path: &[&str]) -> &'v Value {
+        path.iter().fold(obj, |v, key| &v[*key])
+    }
+
+    fn env_var(name: &str, value: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            value_from: None,
+        }
+    }
+
+    fn from_secret(name: &str, secret: &str, key: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.into(),
+                    key: key.into(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn env_vars_override_by_name_and_append_in_containers_and_init_containers() {
+        let env_vars = [from_secret("B", "db", "password"), env_var("C", "3")];
+        for (api_version, kind, path) in WORKLOADS {
+            let template = workload(
+                api_version,
+                kind,
+                path,
+                json!({
+                    "containers": [
+                        {"name": "app", "image": "i", "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]},
+                        {"name": "sidecar", "image": "s", "env": null},
+                    ],
+                    "initContainers": [{"name": "migrate", "image": "m"}],
+                }),
+            );
+            let out = render_with_env(&[template], &env_vars).unwrap();
+            let pod_spec = at(&out.objects[0].object, path);
+            let b = json!({"name": "B", "valueFrom": {"secretKeyRef": {"key": "password", "name": "db"}}});
+            let c = json!({"name": "C", "value": "3"});
+            assert_eq!(
+                pod_spec["containers"][0],
+                json!({"name": "app", "image": "i",
+                    "env": [{"name": "A", "value": "1"}, b, c]}),
+                "{kind}"
+            );
+            assert_eq!(
+                pod_spec["containers"][1],
+                json!({"name": "sidecar", "image": "s", "env": [b, c]}),
+                "{kind}"
+            );
+            assert_eq!(
+                pod_spec["initContainers"][0],
+                json!({"name": "migrate", "image": "m", "env": [b, c]}),
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_later_env_var_of_the_same_name_wins_and_every_entry_of_that_name_is_replaced() {
+        let template = workload(
+            "apps/v1",
+            "Deployment",
+            &["spec", "template", "spec"],
+            json!({"containers": [{"name": "app", "env": [
+                {"name": "A", "value": "1"}, {"name": "X", "value": "x"}, {"name": "A", "value": "2"}]}]}),
+        );
+        let out = render_with_env(
+            &[template],
+            &[
+                env_var("A", "first"),
+                env_var("D", "d1"),
+                env_var("A", "last"),
+                env_var("D", "d2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out.objects[0].object["spec"]["template"]["spec"]["containers"][0]["env"],
+            json!([{"name": "A", "value": "last"}, {"name": "X", "value": "x"},
+                {"name": "A", "value": "last"}, {"name": "D", "value": "d2"}])
+        );
+    }
+
+    #[test]
+    fn placeholders_in_env_var_values_are_substituted() {
+        let template = workload(
+            "v1",
+            "Pod",
+            &["spec"],
+            json!({"containers": [{"name": "app"}]}),
+        );
+        let out = render_with_env(
+            &[template],
+            &[
+                env_var(
+                    "URL",
+                    "https://pr{{PR_NUMBER}}.example.com/{{ HEAD_BRANCH_SLUG }}",
+                ),
+                from_secret("DB_PASSWORD", "db-pr{{PR_NUMBER}}", "password"),
+                env_var("KEEP", "{{NOT_A_VAR}} and {{ .Go }}"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out.objects[0].object["spec"]["containers"][0]["env"],
+            json!([
+                {"name": "URL", "value": "https://pr123.example.com/feature-login"},
+                {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"key": "password", "name": "db-pr123"}}},
+                {"name": "KEEP", "value": "{{NOT_A_VAR}} and {{ .Go }}"},
+            ])
+        );
+        assert_eq!(
+            out.warnings,
+            ["unknown variable {{NOT_A_VAR}} left verbatim"]
+        );
+    }
+
+    #[test]
+    fn kinds_without_a_pod_spec_are_untouched() {
+        let pod_spec_shaped = json!({"template": {"spec": {"containers": [{"name": "app", "env": [{"name": "A", "value": "1"}]}]}}});
+        let templates = [
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": pod_spec_shaped}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"env": "x"}}),
+            // A CRD of the same shape (and one borrowing a built-in kind's name): not ours to change.
+            json!({"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "metadata": {"name": "r"}, "spec": pod_spec_shaped}),
+            json!({"apiVersion": "example.com/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": pod_spec_shaped}),
+        ];
+        assert_eq!(
+            render_with_env(&templates, &[env_var("A", "2"), env_var("B", "3")]).unwrap(),
+            render(&templates).unwrap()
+        );
+    }
+
+    #[test]
+    fn workloads_without_a_pod_spec_or_containers_are_left_alone() {
+        let templates = [
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "no-spec"}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "no-template"}, "spec": {"replicas": 1}}),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "null-pod-spec"}, "spec": {"template": {"spec": null}}}),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "no-containers"}, "spec": {"containers": null}}),
+        ];
+        assert_eq!(
+            render_with_env(&templates, &[env_var("A", "1")]).unwrap(),
+            render(&templates).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_non_list_env_is_an_invalid_template() {
+        let deployment = |pod_spec: Value| {
+            workload(
+                "apps/v1",
+                "Deployment",
+                &["spec", "template", "spec"],
+                pod_spec,
+            )
+        };
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+        let cases = [
+            (
+                deployment(json!({"containers": [{"name": "app", "env": "A=1"}]})),
+                "spec.template.spec.containers[0].env must be a list",
+            ),
+            (
+                deployment(json!({"containers": [{"name": "app"}],
+                    "initContainers": [{"name": "init"}, {"name": "m", "env": {"A": "1"}}]})),
+                "spec.template.spec.initContainers[1].env must be a list",
+            ),
+            (
+                deployment(json!({"containers": {"app": {"image": "i"}}})),
+                "spec.template.spec.containers must be a list",
+            ),
+            (
+                deployment(json!({"containers": ["app"]})),
+                "spec.template.spec.containers[0] must be an object",
+            ),
+            (
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w"},
+                    "spec": {"template": "app"}}),
+                "spec.template must be an object",
+            ),
+        ];
+        for (template, reason) in cases {
+            let templates = [cm.clone(), template];
+            let err = render_with_env(&templates, &[env_var("A", "2")]).unwrap_err();
+            assert_eq!(
+                err,
+                RenderError::Invalid {
+                    index: 1,
+                    reason: reason.to_owned()
+                }
+            );
+            assert_eq!(err.to_string(), format!("resources[1]: {reason}"));
+            // Without envVars the renderer does not look at containers, as before.
+            render(&templates).unwrap();
+        }
+    }
+
+    #[test]
+    fn empty_env_vars_leave_the_workloads_as_the_templates_say() {
+        for (api_version, kind, path) in WORKLOADS {
+            let pod_spec = json!({
+                "containers": [{"name": "app"}, {"name": "b", "env": null}, {"name": "c", "env": "odd"}],
+                "initContainers": [{"name": "init", "env": [{"name": "A", "value": "1"}]}],
+            });
+            let template = workload(api_version, kind, path, pod_spec.clone());
+            let out = render_with_env(&[template], &[]).unwrap();
+            assert_eq!(at(&out.objects[0].object, path), &pod_spec, "{kind}");
+        }
+    }
+
     #[test]
     fn short_sha_of_short_input_is_whole() {
         assert_eq!(short_sha("abc"), "abc");
@@ -804,6 +1139,17 @@ mod tests {
             }
             other => other.clone(),
         }
+    }
+
+    /// An `EnvVar` of a few names (so that they collide), set by value or from a Secret.
+    fn arbitrary_env_var() -> impl Strategy<Value = EnvVar> {
+        ("[ABCD]", "[a-z0-9{}]{0,6}", any::<bool>()).prop_map(|(name, v, by_value)| {
+            if by_value {
+                env_var(&name, &v)
+            } else {
+                from_secret(&name, "s", &v)
+            }
+        })
     }
 
     fn hostile() -> impl Strategy<Value = String> {
@@ -840,7 +1186,7 @@ mod tests {
             v.title = title.clone();
             v.author = author;
             let policy = ObjectPolicy::default();
-            let out = render_resources(std::slice::from_ref(&template), &v, &RenderContext { policy: &policy, scope_of: &offline_scope, owner: None }).unwrap();
+            let out = render_resources(std::slice::from_ref(&template), &v, &RenderContext { policy: &policy, scope_of: &offline_scope, owner: None, env_vars: &[] }).unwrap();
             let rendered = &out.objects[0].object;
             // Keys and structure are those of the template plus what rendering adds (namespace, labels).
             let mut expected = shape(&template);
@@ -854,6 +1200,41 @@ mod tests {
             let yaml = serde_yaml::to_string(rendered).unwrap();
             let back: Value = serde_yaml::from_str(&yaml).unwrap();
             prop_assert_eq!(&back, rendered);
+        }
+
+        #[test]
+        fn injecting_env_vars_twice_changes_nothing_more(
+            env_vars in proptest::collection::vec(arbitrary_env_var(), 0..6),
+            app_env in proptest::collection::vec(arbitrary_env_var(), 0..6),
+            init_env in proptest::option::of(proptest::collection::vec(arbitrary_env_var(), 0..3)),
+        ) {
+            let env_vars: Vec<Value> = env_vars.iter().map(|e| serde_json::to_value(e).unwrap()).collect();
+            let mut init = json!({"name": "init"});
+            if let Some(env) = init_env {
+                init["env"] = serde_json::to_value(env).unwrap();
+            }
+            let path = ["spec", "template", "spec"];
+            let mut obj = workload("apps/v1", "Deployment", &path, json!({
+                "containers": [{"name": "app", "env": app_env}],
+                "initContainers": [init],
+            }));
+            let obj = obj.as_object_mut().unwrap();
+            inject_env_vars(obj, &path, &env_vars).unwrap();
+            let once = obj.clone();
+            inject_env_vars(obj, &path, &env_vars).unwrap();
+            prop_assert_eq!(&*obj, &once);
+            // Every container holds each injected name with the last value given for it.
+            for container in once["spec"]["template"]["spec"]["containers"].as_array().unwrap()
+                .iter().chain(once["spec"]["template"]["spec"]["initContainers"].as_array().unwrap())
+            {
+                for var in &env_vars {
+                    let last = env_vars.iter().rfind(|v| v["name"] == var["name"]).unwrap();
+                    let entries: Vec<&Value> = container["env"].as_array().unwrap()
+                        .iter().filter(|e| e["name"] == var["name"]).collect();
+                    prop_assert!(!entries.is_empty());
+                    prop_assert!(entries.iter().all(|e| *e == last));
+                }
+            }
         }
 
         #[test]

@@ -5,14 +5,17 @@
 //! JSON (one object or an array of them). Properties: rendering keeps keys and shape and only
 //! changes strings with a placeholder; a placeholder becomes the variable's value verbatim; the
 //! branch slug is always a DNS label; rendered objects are in the namespace, pass the policy
-//! and print as YAML that parses back to the same tree.
+//! and print as YAML that parses back to the same tree. Rendered again with envVars made of
+//! the input's fields: kinds without a pod spec are unchanged, and every container and init
+//! container of a workload holds each envVar, rendered, with the last value given for its name.
 #![no_main]
 
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use kubetempura_common::naming::{branch_slug, is_dns_label};
-use kubetempura_common::policy::{GroupKind, ObjectPolicy, Scope, builtin_scope};
+use kubetempura_common::policy::{GroupKind, ObjectPolicy, Scope, builtin_scope, pod_spec_path};
 use kubetempura_common::render::{
     RenderContext, VARIABLE_NAMES, Variables, render_environment_url, render_resources,
     render_value,
@@ -60,6 +63,57 @@ fn check_rendered(template: &Value, rendered: &Value) {
                 .for_each(|(t, r)| check_rendered(t, r));
         }
         (t, r) => assert_eq!(t, r, "a non-string value changed"),
+    }
+}
+
+/// envVars a stranger shapes: a name and values from the input's fields, placeholders, and a
+/// name given twice (the later one wins).
+fn env_vars(vars: &Variables) -> Vec<EnvVar> {
+    vec![
+        EnvVar {
+            name: vars.author.clone(),
+            value: Some(vars.title.clone()),
+            value_from: None,
+        },
+        EnvVar {
+            name: "PR_URL".to_owned(),
+            value: Some("https://pr{{PR_NUMBER}}.{{ HEAD_BRANCH_SLUG }}.example".to_owned()),
+            value_from: None,
+        },
+        EnvVar {
+            name: vars.author.clone(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: "db-{{PR_NUMBER}}".to_owned(),
+                    key: vars.base_branch.clone(),
+                    optional: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+    ]
+}
+
+/// Checks a workload rendered with `env_vars` (rendered): every container and init container of
+/// its pod spec at `path` holds each name, only with the last value given for it.
+fn check_env(object: &Value, path: &[&str], env_vars: &[Value]) {
+    let Some(pod_spec) = path.iter().try_fold(object, |v, key| v.get(key)) else {
+        return;
+    };
+    for field in ["containers", "initContainers"] {
+        for container in pod_spec[field].as_array().into_iter().flatten() {
+            let env = container["env"].as_array().expect("env became a list");
+            for var in env_vars {
+                let last = env_vars.iter().rfind(|v| v["name"] == var["name"]);
+                let mut entries = env.iter().filter(|e| e["name"] == var["name"]).peekable();
+                assert!(entries.peek().is_some(), "{var} not set in {container}");
+                assert!(
+                    entries.all(|e| Some(e) == last),
+                    "{var}: not the last value"
+                );
+            }
+        }
     }
 }
 
@@ -149,5 +203,28 @@ fuzz_target!(|data: &[u8]| {
             back, object.object,
             "YAML round trip changed the object:\n{yaml}"
         );
+    }
+
+    let env_vars = env_vars(&vars);
+    let with_env = RenderContext {
+        env_vars: &env_vars,
+        ..ctx
+    };
+    // Containers not shaped like a pod spec's are an error only with envVars.
+    let Ok(injected) = render_resources(&templates, &vars, &with_env) else {
+        return;
+    };
+    let rendered_env: Vec<Value> = env_vars
+        .iter()
+        .map(|e| {
+            let e = serde_json::to_value(e).expect("an EnvVar serialises");
+            render_value(&e, &vars, &mut BTreeSet::new())
+        })
+        .collect();
+    for (plain, injected) in out.objects.iter().zip(&injected.objects) {
+        match pod_spec_path(&plain.group_kind()) {
+            None => assert_eq!(plain, injected, "envVars changed a kind without a pod spec"),
+            Some(path) => check_env(&injected.object, path, &rendered_env),
+        }
     }
 });

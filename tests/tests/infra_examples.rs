@@ -220,6 +220,7 @@ fn render(path: &Path) -> String {
             .iter()
             .map(|c| c.parse().unwrap())
             .collect(),
+        env: Vec::new(),
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     render_cmd::run(&args, &mut out, &mut err)
