@@ -599,8 +599,8 @@ impl<'a> Environment<'a> {
                 policy: &ctx.policy,
                 scope_of: &scope_of,
                 owner: Some(&owner),
-                // TODO(17): the PR's envVars
-                env_vars: &[],
+                // The record just written: a person's latest edit of `envVars` counts.
+                env_vars: &pr.spec.env_vars,
             },
         );
         let rendered = match result {
