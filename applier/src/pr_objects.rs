@@ -1,8 +1,9 @@
 //! The `PR` object drives its environment, as in the original KubeTempura: one applied with
 //! kubectl (the original's fields or ours), one the original left behind, or one whose
 //! `headCommitRef` a person edited is rendered from its ReviewApp at the commit it names
-//! ([`crate::reconcile::Trigger::Manual`]). Deleting the object removes the environment through
-//! the garbage collector (the objects are owned by it).
+//! ([`crate::reconcile::Trigger::Manual`]). An edit of its `envVars` renders it again. Deleting
+//! the object removes the environment through the garbage collector (the objects are owned by
+//! it).
 //!
 //! The same worker reports the `PR` objects the applier cannot read: a log line and a Warning
 //! Event `Unreadable` once per version of the object, and the gauge
@@ -18,7 +19,7 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::reconcile::{Ctx, reconcile_object};
+use crate::reconcile::{Ctx, Trigger, event_from_pr, reconcile, reconcile_object};
 
 type Key = (String, String);
 
@@ -112,7 +113,8 @@ impl Worker {
             self.backoff.remove(key);
             return None;
         };
-        if !pr.spec.needs_recording() {
+        let env_vars_changed = !pr.spec.needs_recording() && pr.env_vars_changed();
+        if !pr.spec.needs_recording() && !env_vars_changed {
             self.backoff.remove(key);
             return None;
         }
@@ -121,7 +123,15 @@ impl Worker {
             tracing::warn!(namespace = %ns, pr = %name, reviewapp = %pr.spec.review_app, "the PR object's ReviewApp does not exist (or its namespace is refused); nothing to render");
             return None;
         };
-        let result = reconcile_object(&self.ctx, &app, &pr).await;
+        let result = if env_vars_changed {
+            // Its envVars were edited: rendered again from the record, as a resync would.
+            match event_from_pr(&pr) {
+                Some(event) => reconcile(&self.ctx, &app, &event, Trigger::Rerender).await,
+                None => return None,
+            }
+        } else {
+            reconcile_object(&self.ctx, &app, &pr).await
+        };
         match result {
             Ok(outcome) => {
                 self.backoff.remove(key);

@@ -37,6 +37,8 @@ const WAIT: Duration = Duration::from_secs(30);
 
 struct Fixture {
     ns: String,
+    /// The namespace of the applier's ServiceAccount.
+    applier_ns: String,
     admin: Client,
     ctx: Arc<Ctx>,
     stop: CancellationToken,
@@ -86,6 +88,7 @@ impl Fixture {
         tokio::spawn(Worker::new(ctx.clone()).run(changes, stop.clone()));
         Self {
             ns,
+            applier_ns: identity.namespace,
             admin,
             ctx,
             stop,
@@ -120,6 +123,27 @@ impl Fixture {
         })
         .await;
         app
+    }
+
+    /// Lets the applier manage `resources` of `group` in the test's namespace, as a platform
+    /// team grants the kinds its templates use beyond infra/'s defaults.
+    async fn grant(&self, group: &str, resources: &[&str]) {
+        let name = format!("extra-{}", if group.is_empty() { "core" } else { group });
+        for body in [
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                   "metadata": {"name": name, "namespace": self.ns},
+                   "rules": [{"apiGroups": [group], "resources": resources,
+                              "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]}]}),
+            json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": name, "namespace": self.ns},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                   "subjects": [{"kind": "ServiceAccount", "name": "kubetempura-applier",
+                                 "namespace": self.applier_ns}]}),
+        ] {
+            apply_value(&self.admin, &body, Some(&self.ns))
+                .await
+                .unwrap();
+        }
     }
 
     fn prs(&self) -> Api<PR> {
@@ -525,6 +549,41 @@ async fn a_pr_object_the_applier_cannot_read_is_reported_and_skipped_beside_heal
             .then_some(())
     })
     .await;
+    // One that is named right but holds what the applier cannot parse: an event for its
+    // environment is acknowledged as `unreadable`, and nothing is written over it.
+    f.create_raw(
+        "web-pr7",
+        json!({"parentReviewApp": "web", "prNumber": "7", "headCommitRef": SHA_A,
+               "envVars": [{"name": "X", "valueFrom": {"secretKeyRef": "not-an-object"}}]}),
+    )
+    .await
+    .unwrap();
+    wait_for("web-pr7 set aside", WAIT, || async {
+        f.ctx.caches.unreadable_pr(&f.ns, "web-pr7")
+    })
+    .await;
+    let outcome = reconcile(
+        &f.ctx,
+        &app,
+        &event(7, SHA_B, "synchronize", 1),
+        Trigger::Event,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(outcome, Outcome::Unreadable(_)), "{outcome:?}");
+    assert_eq!(outcome.label(), "unreadable");
+    assert!(
+        f.config_map("cm-7").await.is_none(),
+        "nothing rendered for it"
+    );
+    wait_for("the gauge at 2", WAIT, || async {
+        f.ctx
+            .metrics
+            .encode()
+            .contains("kubetempura_unreadable_prs 2")
+            .then_some(())
+    })
+    .await;
     // Still working: an event for another number deploys.
     let other = reconcile(&f.ctx, &app, &event(9, SHA_B, "opened", 0), Trigger::Event)
         .await
@@ -543,4 +602,179 @@ async fn a_pr_object_the_applier_cannot_read_is_reported_and_skipped_beside_heal
             .then_some(())
     })
     .await;
+}
+
+/// A ReviewApp with one object of each workload kind, every container named `app` with
+/// `FLAG=off` and `KEEP=1`, and an init container without `env`. Only the Deployment changes
+/// with the commit (Jobs' and Pods' specs are immutable).
+fn workloads_app() -> Value {
+    let pod_spec = json!({
+        "restartPolicy": "Never",
+        "initContainers": [{"name": "init", "image": "busybox:1"}],
+        "containers": [{"name": "app", "image": "busybox:1",
+                        "env": [{"name": "FLAG", "value": "off"}, {"name": "KEEP", "value": "1"}]}],
+    });
+    let mut always = pod_spec.clone();
+    always["restartPolicy"] = "Always".into();
+    let labels = json!({"app": "w-{{PR_NUMBER}}"});
+    let template = |spec: &Value| json!({"metadata": {"labels": labels}, "spec": spec});
+    json!([
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w-{{PR_NUMBER}}"},
+         "spec": {"selector": {"matchLabels": labels}, "template": {
+             "metadata": {"labels": labels, "annotations": {"commit": "{{COMMIT_REF_SHORT}}"}},
+             "spec": always}}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "w-{{PR_NUMBER}}"},
+         "spec": {"serviceName": "w", "selector": {"matchLabels": labels}, "template": template(&always)}},
+        {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "w-{{PR_NUMBER}}"},
+         "spec": {"selector": {"matchLabels": labels}, "template": template(&always)}},
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "w-{{PR_NUMBER}}"},
+         "spec": {"template": {"spec": pod_spec}}},
+        {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "w-{{PR_NUMBER}}"},
+         "spec": {"schedule": "0 0 * * *", "jobTemplate": {"spec": {"template": {"spec": pod_spec}}}}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "w-{{PR_NUMBER}}"}, "spec": pod_spec},
+    ])
+}
+
+/// Where each kind of [`workloads_app`] keeps its pod spec.
+const POD_SPECS: [(&str, &str, &str); 6] = [
+    ("apps/v1", "Deployment", "/spec/template/spec"),
+    ("apps/v1", "StatefulSet", "/spec/template/spec"),
+    ("apps/v1", "DaemonSet", "/spec/template/spec"),
+    ("batch/v1", "Job", "/spec/template/spec"),
+    (
+        "batch/v1",
+        "CronJob",
+        "/spec/jobTemplate/spec/template/spec",
+    ),
+    ("v1", "Pod", "/spec"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_vars_reach_every_workload_kind_override_append_and_survive_a_push() {
+    let f = Fixture::new().await;
+    f.grant("apps", &["statefulsets", "daemonsets"]).await;
+    f.grant("", &["pods"]).await;
+    let app = f.app("web", json!({"resources": workloads_app()})).await;
+    f.create_raw(
+        "web-pr11",
+        json!({
+            "parentReviewApp": "web", "prNumber": "11", "headCommitRef": SHA_A,
+            "envVars": [
+                {"name": "FLAG", "value": "on-{{PR_NUMBER}}"},
+                {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+            ],
+        }),
+    )
+    .await
+    .unwrap();
+    let pr = wait_for("web-pr11 decided", WAIT, || async {
+        f.prs()
+            .get("web-pr11")
+            .await
+            .ok()
+            .filter(|p| p.status.as_ref().is_some_and(|s| s.phase.is_some()))
+    })
+    .await;
+    let status = pr.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Applied), "{:?}", status.message);
+    let expected_app = json!([
+        {"name": "FLAG", "value": "on-11"},
+        {"name": "KEEP", "value": "1"},
+        {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+    ]);
+    let expected_init = json!([
+        {"name": "FLAG", "value": "on-11"},
+        {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+    ]);
+    let check = async |label: &str| {
+        for (api_version, kind, path) in POD_SPECS {
+            let obj = dynamic_api(&f.admin, api_version, kind, Some(&f.ns))
+                .await
+                .get("w-11")
+                .await
+                .unwrap();
+            let pod = serde_json::to_value(&obj.data).unwrap();
+            let pod = pod.pointer(path).unwrap();
+            let env = |c: &str| {
+                pod[c][0]["env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        // The API server adds defaults (`optional` …) nowhere here; compare
+                        // what the render set.
+                        e.clone()
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                json!(env("containers")),
+                expected_app,
+                "{label}: {kind} containers"
+            );
+            assert_eq!(
+                json!(env("initContainers")),
+                expected_init,
+                "{label}: {kind} initContainers"
+            );
+        }
+    };
+    check("manual").await;
+
+    // A push from GitHub takes the environment over: the person's envVars stay.
+    let pushed = reconcile(
+        &f.ctx,
+        &app,
+        &event(11, SHA_B, "synchronize", 1),
+        Trigger::Event,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(pushed, Outcome::Applied { .. }), "{pushed:?}");
+    let pr = f.prs().get("web-pr11").await.unwrap();
+    assert_eq!(pr.spec.env_vars.len(), 2, "kept on the record");
+    let deployment = dynamic_api(&f.admin, "apps/v1", "Deployment", Some(&f.ns))
+        .await
+        .get("w-11")
+        .await
+        .unwrap();
+    assert_eq!(
+        deployment.data["spec"]["template"]["metadata"]["annotations"]["commit"],
+        "bbbbbbb"
+    );
+    check("after the push").await;
+
+    // Editing envVars renders again: a changed value rolls, a removed variable leaves the
+    // workloads (server-side apply merges `env` by name), the template's own stay.
+    f.prs()
+        .patch(
+            "web-pr11",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"envVars": [{"name": "FLAG", "value": "edited"}]}})),
+        )
+        .await
+        .unwrap();
+    let deployments = dynamic_api(&f.admin, "apps/v1", "Deployment", Some(&f.ns)).await;
+    wait_for("the Deployment with the edited envVars", WAIT, || async {
+        let d = deployments.get("w-11").await.ok()?;
+        let env = d.data["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+        (env == json!([{"name": "FLAG", "value": "edited"}, {"name": "KEEP", "value": "1"}]))
+            .then_some(())
+    })
+    .await;
+    // The pod templates of Jobs and bare Pods are immutable: the API server refuses the new
+    // env there (recorded on the status, as for any refused object), and nothing loops.
+    let pr = f.wait_phase("web-pr11", Phase::Failed).await;
+    let message = pr
+        .status
+        .as_ref()
+        .unwrap()
+        .message
+        .clone()
+        .unwrap_or_default();
+    for refused in ["Job.batch w-11", "Pod w-11", "immutable"] {
+        assert!(message.contains(refused), "{refused}: {message}");
+    }
+    assert!(!message.contains("Deployment"), "{message}");
+    assert!(!pr.env_vars_changed());
 }

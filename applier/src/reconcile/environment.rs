@@ -690,9 +690,9 @@ impl<'a> Environment<'a> {
         if !pruned.refused.is_empty() {
             msg = format!("{msg}; not pruned: {}", pruned.refused.join("; "));
         }
-        let pr = self
-            .write_status(pr, statuses.applied(&event.head_sha, applied, &msg, urls))
-            .await?;
+        let mut status = statuses.applied(&event.head_sha, applied, &msg, urls);
+        status.applied_env_vars = pr.spec.env_vars_digest();
+        let pr = self.write_status(pr, status).await?;
         update_app_status(ctx, self.app, Ok(()), &rendered.warnings).await?;
         self.publish(&pr, EventType::Normal, "Applied", "Apply", msg)
             .await;

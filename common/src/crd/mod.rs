@@ -338,7 +338,28 @@ pub enum Origin {
     Manual,
 }
 
+impl PR {
+    /// True when the environment is deployed with other `envVars` than its spec holds now (a
+    /// person edited them): it is to be rendered again.
+    pub fn env_vars_changed(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.phase == Some(Phase::Applied) && s.applied_env_vars != self.spec.env_vars_digest()
+        })
+    }
+}
+
 impl PRSpec {
+    /// A digest of `env_vars` (`None` when there are none), as recorded in
+    /// [`PRStatus::applied_env_vars`].
+    pub fn env_vars_digest(&self) -> Option<String> {
+        use sha2::Digest as _;
+        if self.env_vars.is_empty() {
+            return None;
+        }
+        let json = serde_json::to_vec(&self.env_vars).unwrap_or_default();
+        Some(hex::encode(&sha2::Sha256::digest(&json)[..12]))
+    }
+
     /// True when the object asks for something kubetempura has not recorded: no event was
     /// recorded on it (an original or hand-made object), or `headCommitRef` was edited.
     pub fn needs_recording(&self) -> bool {
@@ -456,6 +477,10 @@ pub struct PRStatus {
     /// The ReviewApp generation the objects were rendered from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_generation: Option<i64>,
+    /// Digest of the `spec.envVars` the objects were rendered with (absent: none), so an edit
+    /// of them re-renders the environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_env_vars: Option<String>,
     /// The objects created for this environment (deleted on close, pruned on re-render).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inventory: Vec<InventoryEntry>,
