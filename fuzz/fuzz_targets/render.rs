@@ -176,6 +176,7 @@ fuzz_target!(|data: &[u8]| {
         policy: &policy,
         scope_of: &offline_scope,
         owner: None,
+        env_vars: &[],
     };
     let Ok(out) = render_resources(&templates, &vars, &ctx) else {
         return;
