@@ -510,6 +510,7 @@ pub struct PRStatus {
     pub gate: Option<GateStatus>,
     /// Position in the ReviewApp's `maxActive` queue (1: deployed next), while `Queued`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "queue_position_schema")]
     pub queue_position: Option<u32>,
     /// When the environment expired (RFC 3339), while `Expired`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -647,6 +648,16 @@ fn pr_number_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "integer",
         "format": "int64",
+        "minimum": 1
+    })
+}
+
+/// An int32: schemars' `uint32` makes kube-apiserver warn "unrecognized format" on every apply
+/// of the CRD.
+fn queue_position_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "integer",
+        "format": "int32",
         "minimum": 1
     })
 }
