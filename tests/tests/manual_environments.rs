@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,11 +20,9 @@ use kubetempura_common::crd::{Origin, PR, Phase, ReviewApp};
 use kubetempura_common::event::PrEvent;
 use kubetempura_common::policy::ObjectPolicy;
 use kubetempura_tests::harness::controlplane::Cluster;
-use kubetempura_tests::harness::install::{
-    RBAC_KINDS, create_namespace, install, token_kubeconfig,
-};
+use kubetempura_tests::harness::install::applier_namespace;
 use kubetempura_tests::harness::kubeapi::{apply_value, dynamic_api};
-use kubetempura_tests::harness::stack::{apply_crds, event_of, unique_namespace, workspace_file};
+use kubetempura_tests::harness::stack::event_of;
 use kubetempura_tests::harness::wait_for;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -56,23 +53,7 @@ impl Fixture {
     async fn new() -> Self {
         let cluster = Cluster::connect(None).await;
         let admin = cluster.client.clone();
-        let ns = unique_namespace();
-        create_namespace(&admin, &ns).await;
-        apply_crds(&admin, &workspace_file("infra/crds/crds.yaml")).await;
-        let identity = install(
-            &admin,
-            &workspace_file("infra/base"),
-            &ns,
-            &BTreeMap::new(),
-            RBAC_KINDS,
-        )
-        .await;
-        let kubeconfig = token_kubeconfig(&cluster.server, &cluster.ca_pem, &identity.token, &ns);
-        let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-            .await
-            .unwrap();
-        let client = Client::try_from(config).unwrap();
+        let (ns, client, identity) = applier_namespace(&cluster).await;
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
         let caches = Caches::start(client.clone(), Some(&ns), tx);
         let changes = caches.subscribe_prs();

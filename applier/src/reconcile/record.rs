@@ -118,39 +118,13 @@ pub fn is_finished_tombstone(pr: &PR) -> bool {
 /// Rebuilds the event an environment was last rendered from, for a re-render without a webhook.
 pub fn event_from_pr(pr: &PR) -> Option<PrEvent> {
     let updated_at = event_time(pr)?;
-    let (_, owner, name) = split_repository_url(&pr.spec.repository)?;
-    Some(PrEvent {
-        version: EVENT_SCHEMA_VERSION,
-        delivery_id: format!("rerender-{}", pr.name_any()),
-        event: "pull_request".to_owned(),
-        action: if pr.spec.closed {
-            PrAction::Closed
-        } else {
-            PrAction::Synchronize
-        },
-        repository: Repository {
-            full_name: format!("{owner}/{name}"),
-            owner,
-            name,
-            html_url: pr.spec.repository.clone(),
-        },
-        number: pr.spec.number,
-        title: pr.spec.title.clone().unwrap_or_default(),
-        head_sha: pr.spec.head_sha.clone(),
-        head_ref: pr.spec.head_branch.clone(),
-        head_repository: None,
-        base_ref: pr.spec.base_branch.clone(),
-        fork: pr.spec.fork,
-        draft: pr.spec.draft,
-        state: if pr.spec.closed { "closed" } else { "open" }.to_owned(),
-        merged: false,
-        labels: pr.spec.labels.clone(),
-        author: pr.spec.author.clone().unwrap_or_default(),
-        author_association: String::new(),
-        sender: None,
-        updated_at,
-        received_at: Utc::now(),
-    })
+    let mut event = recorded_event(pr, &pr.spec.repository, updated_at)?;
+    event.delivery_id = format!("rerender-{}", pr.name_any());
+    if pr.spec.closed {
+        event.action = PrAction::Closed;
+        "closed".clone_into(&mut event.state);
+    }
+    Some(event)
 }
 
 /// The event a `PR` object that needs recording (see [`PRSpec::needs_recording`]) stands for:
@@ -159,8 +133,6 @@ pub fn event_from_pr(pr: &PR) -> Option<PrEvent> {
 /// every replica builds the same event, a later GitHub event still wins, and an older one is
 /// still stale.
 pub fn manual_event(pr: &PR, app: &ReviewApp) -> Option<PrEvent> {
-    let html_url = app.spec.github_repository.trim_end_matches('/').to_owned();
-    let (_, owner, name) = split_repository_url(&html_url)?;
     let created = pr.metadata.creation_timestamp.as_ref().and_then(|t| {
         DateTime::<Utc>::from_timestamp(
             t.0.as_second(),
@@ -173,16 +145,25 @@ pub fn manual_event(pr: &PR, app: &ReviewApp) -> Option<PrEvent> {
         (Some(t), None) | (None, Some(t)) => t,
         (None, None) => return None,
     };
+    let html_url = app.spec.github_repository.trim_end_matches('/');
+    let mut event = recorded_event(pr, html_url, updated_at)?;
+    event.delivery_id = format!("manual-{}", pr.name_any());
+    Some(event)
+}
+
+/// A `synchronize` event of an open pull request of `html_url`, from what `pr` records.
+fn recorded_event(pr: &PR, html_url: &str, updated_at: DateTime<Utc>) -> Option<PrEvent> {
+    let (_, owner, name) = split_repository_url(html_url)?;
     Some(PrEvent {
         version: EVENT_SCHEMA_VERSION,
-        delivery_id: format!("manual-{}", pr.name_any()),
+        delivery_id: String::new(),
         event: "pull_request".to_owned(),
         action: PrAction::Synchronize,
         repository: Repository {
             full_name: format!("{owner}/{name}"),
             owner,
             name,
-            html_url,
+            html_url: html_url.to_owned(),
         },
         number: pr.spec.number,
         title: pr.spec.title.clone().unwrap_or_default(),

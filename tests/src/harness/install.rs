@@ -189,6 +189,33 @@ pub fn token_kubeconfig(server: &str, ca_pem: &[u8], token: &str, namespace: &st
     )
 }
 
+/// A namespace of the test's own on `cluster`, the CRDs, infra/base's RBAC installed for it,
+/// and a client acting as the applier's ServiceAccount there (as `kubetempura run` in the
+/// cluster does). Returns the namespace, the client and the applier's identity.
+pub async fn applier_namespace(
+    cluster: &super::controlplane::Cluster,
+) -> (String, Client, Identity) {
+    let admin = &cluster.client;
+    let ns = super::stack::unique_namespace();
+    create_namespace(admin, &ns).await;
+    super::stack::apply_crds(admin, &super::stack::workspace_file("infra/crds/crds.yaml")).await;
+    let identity = install(
+        admin,
+        &super::stack::workspace_file("infra/base"),
+        &ns,
+        &BTreeMap::new(),
+        RBAC_KINDS,
+    )
+    .await;
+    let kubeconfig = token_kubeconfig(&cluster.server, &cluster.ca_pem, &identity.token, &ns);
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("the applier's kubeconfig");
+    let client = Client::try_from(config).expect("the applier's client");
+    (ns, client, identity)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
