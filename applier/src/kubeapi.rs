@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -236,6 +237,70 @@ pub async fn get(
         .get_opt(name)
         .await
         .map_err(|e| Failure::from_kube(&format!("get {kind} {name}"), e))
+}
+
+/// Hands the fields `from` wrote with updates (not applies) on `live` over to `to`, as a
+/// server-side apply of `to`, the way `kubectl`'s client-side-apply upgrade does: `to`'s next
+/// apply then owns them, and removes those it no longer sets. Nothing is done when `from` wrote
+/// nothing or `to` already manages the object. Conditional on `live`'s resourceVersion: a change
+/// in between is transient (the object is read again on the retry).
+pub async fn hand_over_fields(
+    discovery: &Discovery,
+    obj: &RenderedObject,
+    live: &DynamicObject,
+    from: &str,
+    to: &str,
+) -> Result<(), Failure> {
+    let Some(fields) = live.metadata.managed_fields.as_deref() else {
+        return Ok(());
+    };
+    let is_from = |f: &ManagedFieldsEntry| {
+        f.manager.as_deref() == Some(from)
+            && f.operation.as_deref() == Some("Update")
+            && f.subresource.as_deref().unwrap_or_default().is_empty()
+    };
+    if !fields.iter().any(is_from) || fields.iter().any(|f| f.manager.as_deref() == Some(to)) {
+        return Ok(());
+    }
+    let handed: Vec<ManagedFieldsEntry> = fields
+        .iter()
+        .map(|f| {
+            if is_from(f) {
+                ManagedFieldsEntry {
+                    manager: Some(to.to_owned()),
+                    operation: Some("Apply".to_owned()),
+                    ..f.clone()
+                }
+            } else {
+                f.clone()
+            }
+        })
+        .collect();
+    let ar = served(discovery, &obj.api_version, &obj.kind, &obj.name).await?;
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": live.metadata.resource_version, "managedFields": handed},
+    });
+    let what = format!("{} {}", obj.group_kind(), obj.name);
+    match discovery
+        .api(&ar, obj.namespace.as_deref())
+        .patch(&obj.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(object = %what, from, to, "adopted: field ownership handed over");
+            Ok(())
+        }
+        Err(e) => {
+            let f = Failure::from_kube(&format!("hand over the fields of {what}"), e);
+            if f.status() == Some(409) {
+                Err(Failure::transient(format!(
+                    "{what} changed while it was adopted: {f}"
+                )))
+            } else {
+                Err(f)
+            }
+        }
+    }
 }
 
 /// Server-side-applies one rendered object with `manager`, forcing field ownership. With `uid`,

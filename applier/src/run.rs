@@ -42,6 +42,17 @@ pub struct RunArgs {
     /// Field manager for server-side apply (and the Events' reporting controller).
     #[arg(long, env = "KUBETEMPURA_FIELD_MANAGER", default_value = "kubetempura")]
     pub field_manager: String,
+    /// When adopting an object of an environment that kubetempura did not create (owned by its
+    /// `PR` object, as the original KubeTempura leaves them), first hand over the fields this
+    /// field manager wrote (the original's binary is named `manager`), so that what later
+    /// renders no longer produce is removed. Empty: fields of other managers stay theirs.
+    #[arg(
+        long,
+        env = "KUBETEMPURA_ADOPT_FIELD_MANAGER",
+        default_value = crate::reconcile::ORIGINAL_FIELD_MANAGER,
+        value_name = "NAME"
+    )]
+    pub adopt_field_manager: String,
     /// Allow a cluster-scoped or privilege-bearing kind in templates (Kind.group, e.g.
     /// ClusterRole.rbac.authorization.k8s.io). Repeatable, or comma-separated in the variable.
     #[arg(
@@ -172,13 +183,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let pr_object_changes = caches.subscribe_prs();
     let policy = ObjectPolicy::allowing(args.allow_kinds.iter().cloned())
         .with_applier_service_account(&args.applier_service_account);
-    let ctx = Arc::new(Ctx::new(
+    let mut ctx = Ctx::new(
         client,
         caches.clone(),
         policy,
         args.field_manager.clone(),
         metrics.clone(),
-    ));
+    );
+    ctx.adopt_field_manager = Some(args.adopt_field_manager.clone())
+        .filter(|m| !m.is_empty() && *m != args.field_manager);
+    let ctx = Arc::new(ctx);
     let feedback = args.feedback_queue_url.as_ref().map(|url| {
         tracing::info!(queue = %url, cluster = ?args.cluster_name, "sending environment states to the feedback queue");
         FeedbackSender::new(sqs.clone(), url.clone(), args.cluster_name.clone())

@@ -79,7 +79,9 @@ async fn install_original(client: &Client, ns: &str) -> (String, String, String)
         ns,
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": PR_NAME, "namespace": ns, "ownerReferences": pr_owner},
+            // An annotation the current template no longer produces.
+            "metadata": {"name": PR_NAME, "namespace": ns, "ownerReferences": pr_owner,
+                         "annotations": {"example.com/rendered-by": "an older template"}},
             "spec": {
                 "selector": {"matchLabels": {"app": PR_NAME}},
                 "template": {
@@ -190,6 +192,24 @@ async fn an_original_installation_is_adopted_in_place_and_the_walkthrough_runs()
     assert_eq!(
         env_of(&deployment),
         json!([{"name": "FEATURE_FLAG", "value": "on"}])
+    );
+    // The original's fields were handed over to kubetempura before its first apply, so what
+    // the template no longer produces is gone, and no field is left to `manager`.
+    assert!(
+        !deployment
+            .annotations()
+            .contains_key("example.com/rendered-by"),
+        "{:?}",
+        deployment.annotations()
+    );
+    let managers: Vec<_> = deployment
+        .managed_fields()
+        .iter()
+        .filter_map(|f| f.manager.clone())
+        .collect();
+    assert!(
+        !managers.iter().any(|m| m == ORIGINAL_MANAGER),
+        "{managers:?}"
     );
 
     // The walkthrough: PR 123's later events (opened again by a delivery, a push, the merge)

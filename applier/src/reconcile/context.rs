@@ -47,6 +47,9 @@ pub struct Ctx {
     pub caches: Caches,
     pub policy: ObjectPolicy,
     pub field_manager: String,
+    /// The field manager whose fields an adopted object hands over (see
+    /// [`super::objects::apply_owned`]); `None`: none.
+    pub adopt_field_manager: Option<String>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     /// The `PR` objects this process wrote last (fresher than the watch cache).
@@ -74,6 +77,7 @@ impl Ctx {
             caches,
             policy,
             field_manager,
+            adopt_field_manager: Some(super::ORIGINAL_FIELD_MANAGER.to_owned()),
             metrics,
             written: Mutex::new(Written {
                 entries: HashMap::new(),

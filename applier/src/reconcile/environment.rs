@@ -637,7 +637,13 @@ impl<'a> Environment<'a> {
             let known = previous_inventory
                 .iter()
                 .find(|e| e.identity() == id.identity());
-            objects::apply_owned(&ctx.discovery, &ctx.field_manager, &identity, o, known)
+            objects::apply_owned(
+                &ctx.discovery,
+                (&ctx.field_manager, ctx.adopt_field_manager.as_deref()),
+                &identity,
+                o,
+                known,
+            )
         }))
         .await;
         ctx.metrics.observe_apply(started.elapsed());

@@ -102,6 +102,10 @@ pub enum Trigger {
     Manual,
 }
 
+/// The field manager of the original KubeTempura (its binary is named `manager`): the default of
+/// `--adopt-field-manager`.
+pub const ORIGINAL_FIELD_MANAGER: &str = "manager";
+
 /// How many times one reconcile re-reads its record after losing a race to another writer.
 const MAX_RECORD_CONFLICTS: usize = 5;
 

@@ -52,9 +52,14 @@ fn uid_precondition_failed(f: &Failure) -> bool {
 
 /// Applies one rendered object if it is absent or ours; returns its inventory entry (with uid).
 /// `known` is the inventory's entry for the same object, when the environment applied it before.
+///
+/// `(manager, adopt_from)`: the applier's field manager, and the one whose fields an object
+/// adopted through its owner reference alone (the original KubeTempura's) hands over first, so
+/// that later renders own — and can remove — everything that manager set (see
+/// [`kubeapi::hand_over_fields`]).
 pub async fn apply_owned(
     discovery: &Discovery,
-    manager: &str,
+    (manager, adopt_from): (&str, Option<&str>),
     identity: &Identity,
     obj: &RenderedObject,
     known: Option<&InventoryEntry>,
@@ -82,7 +87,14 @@ pub async fn apply_owned(
     .await?;
     let uid = match &live {
         None => None,
-        Some(live) if identity.owns(live) => live.uid(),
+        Some(live) if identity.owns(live) => {
+            if let Some(from) = adopt_from
+                && !live.annotations().contains_key(ANNOTATION_ENVIRONMENT)
+            {
+                kubeapi::hand_over_fields(discovery, obj, live, from, manager).await?;
+            }
+            live.uid()
+        }
         Some(live) => return Err(identity.refusal(&what, live)),
     };
     match kubeapi::apply(discovery, manager, obj, uid.as_deref()).await {
