@@ -45,7 +45,7 @@ pub struct RunArgs {
     /// When adopting an object of an environment that kubetempura did not create (owned by its
     /// `PR` object, as the original KubeTempura leaves them), first hand over the fields this
     /// field manager wrote (the original's binary is named `manager`), so that what later
-    /// renders no longer produce is removed. Empty: fields of other managers stay theirs.
+    /// renders no longer produce is removed. Empty: nothing is handed over.
     #[arg(
         long,
         env = "KUBETEMPURA_ADOPT_FIELD_MANAGER",
@@ -218,8 +218,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         () = shutdown.cancelled() => return Ok(()),
     }
     metrics.caches_synced.store(true, Ordering::SeqCst);
-    // Started once the caches are synced: kube's Store readiness is awaited by one task at a
-    // time here (a second concurrent waiter was seen never to wake).
+    // Started once the caches are synced: each looks at every environment once, then at what
+    // changes.
     let rollouts = tokio::spawn(Worker::new(ctx.clone(), workloads, feedback).run(
         pr_changes,
         workload_rx,

@@ -178,3 +178,32 @@ impl Ctx {
             .remove(&key);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(generation: i64, last_event_at: &str) -> PR {
+        let mut pr: PR = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubetempura.mercari.com/v1", "kind": "PR",
+            "metadata": {"name": "web-pr7", "namespace": "ns", "generation": generation},
+            "spec": {"reviewApp": "web", "number": 7, "headSha": "a".repeat(40),
+                     "lastEventAt": last_event_at},
+        }))
+        .unwrap();
+        pr.metadata.generation = Some(generation);
+        pr
+    }
+
+    #[test]
+    fn a_later_spec_in_the_cache_wins_over_this_process_s_write() {
+        let written = record(3, "2026-12-01T12:00:00Z");
+        // A person's edit after the write: a later generation, the same event time.
+        assert!(fresher(&record(4, "2026-12-01T12:00:00Z"), &written));
+        // The watch has not caught up with the write yet.
+        assert!(!fresher(&record(2, "2026-12-01T11:00:00Z"), &written));
+        // Same spec: the later event (a status-only difference is not fresher).
+        assert!(!fresher(&record(3, "2026-12-01T12:00:00Z"), &written));
+        assert!(fresher(&record(3, "2026-12-01T12:00:01Z"), &written));
+    }
+}

@@ -183,3 +183,90 @@ fn recorded_event(pr: &PR, html_url: &str, updated_at: DateTime<Utc>) -> Option<
         received_at: Utc::now(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
+
+    fn app() -> ReviewApp {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubetempura.mercari.com/v1", "kind": "ReviewApp",
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"githubRepository": "https://github.com/o/r/", "resources": []},
+        }))
+        .unwrap()
+    }
+
+    fn pr(spec: serde_json::Value, created: &str) -> PR {
+        let mut pr: PR = serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubetempura.mercari.com/v1", "kind": "PR",
+            "metadata": {"name": "web-pr7", "namespace": "ns"},
+            "spec": spec,
+        }))
+        .unwrap();
+        pr.metadata.creation_timestamp = Some(Time(created.parse().unwrap()));
+        pr
+    }
+
+    #[test]
+    fn the_manual_event_time_follows_the_record_not_the_clock() {
+        // Nothing recorded: the object's creation time.
+        let made = pr(
+            serde_json::json!({"parentReviewApp": "web", "prNumber": "7", "headCommitRef": SHA}),
+            "2026-12-01T10:00:00Z",
+        );
+        let event = manual_event(&made, &app()).unwrap();
+        assert_eq!(event.updated_at.to_rfc3339(), "2026-12-01T10:00:00+00:00");
+        assert_eq!(event.repository.full_name, "o/r");
+        assert_eq!(event.repository.html_url, "https://github.com/o/r");
+        assert_eq!((event.number, event.head_sha.as_str()), (7, SHA));
+        assert_eq!(event.action, PrAction::Synchronize);
+        // An edit after a recorded event: just after it, so a later GitHub event still wins.
+        let edited = pr(
+            serde_json::json!({"reviewApp": "web", "number": 7, "headSha": SHA,
+                               "headCommitRef": "a".repeat(40),
+                               "lastEventAt": "2026-12-01T12:00:00Z"}),
+            "2026-12-01T10:00:00Z",
+        );
+        let event = manual_event(&edited, &app()).unwrap();
+        assert_eq!(
+            event
+                .updated_at
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            "2026-12-01T12:00:00.001Z"
+        );
+        assert_eq!(event.head_sha, "a".repeat(40));
+        let again = manual_event(&edited, &app()).unwrap();
+        assert_eq!(again.updated_at, event.updated_at, "deterministic");
+    }
+
+    #[test]
+    fn a_recorded_event_is_rebuilt_and_a_tombstone_is_a_close() {
+        let mut closed = pr(
+            serde_json::json!({"reviewApp": "web", "number": 7, "headSha": SHA,
+                               "repository": "https://github.com/o/r",
+                               "lastEventAt": "2026-12-01T12:00:00Z", "closed": true}),
+            "2026-12-01T10:00:00Z",
+        );
+        let event = event_from_pr(&closed).unwrap();
+        assert_eq!(
+            (event.action, event.state.as_str()),
+            (PrAction::Closed, "closed")
+        );
+        assert_eq!(event.delivery_id, "rerender-web-pr7");
+        closed.spec.closed = false;
+        let event = event_from_pr(&closed).unwrap();
+        assert_eq!(
+            (event.action, event.state.as_str()),
+            (PrAction::Synchronize, "open")
+        );
+        closed.spec.last_event_at = String::new();
+        assert!(
+            event_from_pr(&closed).is_none(),
+            "nothing recorded: no event to rebuild"
+        );
+    }
+}
