@@ -387,7 +387,26 @@ pub fn parse_pr(obj: kube::core::DynamicObject) -> Result<PR, Unreadable> {
         name: name.clone(),
         reason,
     };
-    let pr: PR = obj.try_parse().map_err(|e| fail(e.to_string()))?;
+    // Field by field and by value (kube's `try_parse` serialises the whole object again first).
+    let kube::core::DynamicObject {
+        metadata, mut data, ..
+    } = obj;
+    let mut take = |field: &str| {
+        data.get_mut(field)
+            .map(serde_json::Value::take)
+            .filter(|v| !v.is_null())
+    };
+    let spec: PRSpec = serde_json::from_value(take("spec").unwrap_or_default())
+        .map_err(|e| fail(format!("spec: {e}")))?;
+    let status: Option<PRStatus> = take("status")
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| fail(format!("status: {e}")))?;
+    let pr = PR {
+        metadata,
+        spec,
+        status,
+    };
     let expected = crate::naming::pr_object_name(&pr.spec.review_app, pr.spec.number);
     if name != expected {
         return Err(fail(format!(
