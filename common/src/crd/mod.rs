@@ -277,6 +277,7 @@ fn is_zero(n: &i64) -> bool {
     printcolumn = r#"{"name":"Rollout","type":"string","jsonPath":".status.conditions[?(@.type==\"RolledOut\")].reason"}"#,
     printcolumn = r#"{"name":"Queue","type":"integer","jsonPath":".status.queuePosition","priority":1}"#,
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".status.environmentURL","priority":1}"#,
+    printcolumn = r#"{"name":"Origin","type":"string","jsonPath":".spec.origin","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(try_from = "wire::PRSpecWire", into = "wire::PRSpecWire")]
@@ -903,12 +904,13 @@ mod tests {
                 "Rollout",
                 "Queue",
                 "URL",
+                "Origin",
                 "Age"
             ]
         );
-        // The URL and the queue position are kubetempura additions: shown by `-o wide` only,
-        // so the default columns stay the original ones.
-        for wide in ["URL", "Queue"] {
+        // The URL, the queue position and the origin are kubetempura additions: shown by
+        // `-o wide` only, so the default columns stay the original ones.
+        for wide in ["URL", "Queue", "Origin"] {
             let column = pr.spec.versions[0]
                 .additional_printer_columns
                 .iter()
