@@ -278,11 +278,20 @@ impl Caches {
         guard.unreadable.get(&pr_key(namespace, name)).cloned()
     }
 
-    /// Every `PR` object the applier cannot read.
-    pub fn unreadable_prs(&self) -> Vec<UnreadablePr> {
+    /// How many `PR` objects the applier cannot read.
+    pub fn unreadable_pr_count(&self) -> usize {
+        self.prs.read().map(|g| g.unreadable.len()).unwrap_or(0)
+    }
+
+    /// The namespace and name of every `PR` object, read or not.
+    pub fn pr_keys(&self) -> std::collections::BTreeSet<(String, String)> {
         self.prs
             .read()
-            .map(|g| g.unreadable.values().cloned().collect())
+            .map(|g| {
+                g.keys()
+                    .map(|k| (k.namespace.unwrap_or_default(), k.name))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod cli;
 pub mod consumer;
+pub mod deadlines;
 pub mod feedback;
 pub mod kube_client;
 pub mod kubeapi;

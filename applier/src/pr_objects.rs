@@ -9,16 +9,16 @@
 //! Event `Unreadable` once per version of the object, and the gauge
 //! `kubetempura_unreadable_prs`. They are skipped; nothing else waits for them.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::ResourceExt;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::deadlines::{Deadlines, sleep_until};
 use crate::reconcile::{Ctx, Trigger, event_from_pr, reconcile, reconcile_object};
 
 type Key = (String, String);
@@ -49,54 +49,31 @@ impl Worker {
     /// Runs until `shutdown`. Start it once the caches are synced: it looks at every object
     /// once, then at each one the watch shows changed.
     pub async fn run(mut self, mut changes: broadcast::Receiver<Key>, shutdown: CancellationToken) {
-        let mut pending: BTreeSet<Key> = self.all();
-        let mut deadlines: BTreeMap<Instant, BTreeSet<Key>> = BTreeMap::new();
+        let mut pending: BTreeSet<Key> = self.ctx.caches.pr_keys();
+        let mut deadlines: Deadlines<Key> = Deadlines::default();
         loop {
             while let Some(key) = pending.pop_first() {
                 if shutdown.is_cancelled() {
                     return;
                 }
                 if let Some(at) = self.handle(&key).await {
-                    deadlines.entry(at).or_default().insert(key);
+                    deadlines.insert(at, key);
                 }
             }
             self.ctx
                 .metrics
-                .set_unreadable_prs(self.ctx.caches.unreadable_prs().len());
-            let next = deadlines.keys().next().copied();
+                .set_unreadable_prs(self.ctx.caches.unreadable_pr_count());
+            let next = deadlines.next();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 changed = changes.recv() => match changed {
                     Ok(key) => { pending.insert(key); }
-                    Err(broadcast::error::RecvError::Lagged(_)) => pending.extend(self.all()),
+                    Err(broadcast::error::RecvError::Lagged(_)) => pending.extend(self.ctx.caches.pr_keys()),
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
-                () = sleep_until(next) => {
-                    let now = Instant::now();
-                    while let Some(entry) = deadlines.first_entry() {
-                        if *entry.key() > now {
-                            break;
-                        }
-                        pending.extend(entry.remove());
-                    }
-                }
+                () = sleep_until(next) => pending.extend(deadlines.take_due(Instant::now())),
             }
         }
-    }
-
-    fn all(&self) -> BTreeSet<Key> {
-        let caches = &self.ctx.caches;
-        caches
-            .all_prs()
-            .iter()
-            .map(|pr| (pr.namespace().unwrap_or_default(), pr.name_any()))
-            .chain(caches.unreadable_prs().into_iter().map(|u| {
-                (
-                    u.reference.namespace.unwrap_or_default(),
-                    u.reference.name.unwrap_or_default(),
-                )
-            }))
-            .collect()
     }
 
     /// Looks at one object; `Some` when it is to be looked at again then.
@@ -113,8 +90,9 @@ impl Worker {
             self.backoff.remove(key);
             return None;
         };
-        let env_vars_changed = !pr.spec.needs_recording() && pr.env_vars_changed();
-        if !pr.spec.needs_recording() && !env_vars_changed {
+        let needs_recording = pr.spec.needs_recording();
+        let env_vars_changed = !needs_recording && pr.env_vars_changed();
+        if !needs_recording && !env_vars_changed {
             self.backoff.remove(key);
             return None;
         }
@@ -179,12 +157,5 @@ impl Worker {
         if let Err(e) = self.ctx.recorder.publish(&ev, &bad.reference).await {
             tracing::warn!(pr = %key.1, error = %e, "could not publish Kubernetes Event");
         }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }

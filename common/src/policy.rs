@@ -177,7 +177,7 @@ impl Default for ObjectPolicy {
 }
 
 /// Where the pod spec of a kind that runs pods lives (path of object keys), by group and kind.
-const POD_SPECS: &[(&str, &str, &[&str])] = &[
+pub(crate) const POD_SPECS: &[(&str, &str, &[&str])] = &[
     ("", "Pod", &["spec"]),
     ("", "ReplicationController", &["spec", "template", "spec"]),
     ("", "PodTemplate", &["template", "spec"]),

@@ -876,22 +876,18 @@ mod tests {
         );
     }
 
-    /// Every built-in kind that runs pods: apiVersion, kind and the path to its pod spec.
-    const WORKLOADS: &[(&str, &str, &[&str])] = &[
-        ("v1", "Pod", &["spec"]),
-        ("v1", "ReplicationController", &["spec", "template", "spec"]),
-        ("v1", "PodTemplate", &["template", "spec"]),
-        ("apps/v1", "Deployment", &["spec", "template", "spec"]),
-        ("apps/v1", "StatefulSet", &["spec", "template", "spec"]),
-        ("apps/v1", "DaemonSet", &["spec", "template", "spec"]),
-        ("apps/v1", "ReplicaSet", &["spec", "template", "spec"]),
-        ("batch/v1", "Job", &["spec", "template", "spec"]),
-        (
-            "batch/v1",
-            "CronJob",
-            &["spec", "jobTemplate", "spec", "template", "spec"],
-        ),
-    ];
+    /// Every built-in kind that runs pods ([`crate::policy::POD_SPECS`]): apiVersion, kind and
+    /// the path to its pod spec.
+    fn workloads() -> impl Iterator<Item = (String, &'static str, &'static [&'static str])> {
+        crate::policy::POD_SPECS.iter().map(|(group, kind, path)| {
+            let api_version = if group.is_empty() {
+                "v1".to_owned()
+            } else {
+                format!("{group}/v1")
+            };
+            (api_version, *kind, *path)
+        })
+    }
 
     /// A `kind` object named `w` whose pod spec, at `path`, is `pod_spec`.
     fn workload(api_version: &str, kind: &str, path: &[&str], pod_spec: Value) -> Value {
@@ -934,9 +930,9 @@ mod tests {
     #[test]
     fn env_vars_override_by_name_and_append_in_containers_and_init_containers() {
         let env_vars = [from_secret("B", "db", "password"), env_var("C", "3")];
-        for (api_version, kind, path) in WORKLOADS {
+        for (api_version, kind, path) in workloads() {
             let template = workload(
-                api_version,
+                &api_version,
                 kind,
                 path,
                 json!({
@@ -1113,12 +1109,12 @@ mod tests {
 
     #[test]
     fn empty_env_vars_leave_the_workloads_as_the_templates_say() {
-        for (api_version, kind, path) in WORKLOADS {
+        for (api_version, kind, path) in workloads() {
             let pod_spec = json!({
                 "containers": [{"name": "app"}, {"name": "b", "env": null}, {"name": "c", "env": "odd"}],
                 "initContainers": [{"name": "init", "env": [{"name": "A", "value": "1"}]}],
             });
-            let template = workload(api_version, kind, path, pod_spec.clone());
+            let template = workload(&api_version, kind, path, pod_spec.clone());
             let out = render_with_env(&[template], &[]).unwrap();
             assert_eq!(at(&out.objects[0].object, path), &pod_spec, "{kind}");
         }

@@ -384,7 +384,6 @@ impl<'a> Environment<'a> {
         let tombstone = self
             .write_record(&event, true, Some(pr), Trigger::Rerender)
             .await?;
-        let tombstone = self.orphan_tombstone(tombstone).await?;
         self.finish_close(tombstone, how).await
     }
 
@@ -443,7 +442,8 @@ impl<'a> Environment<'a> {
         });
         // A live environment is owned by its ReviewApp (deleting the ReviewApp collects it); a
         // tombstone is owned by no one, so it outlives a deleted ReviewApp and still protects
-        // one re-created under the same name against late events, until tombstone collection.
+        // one re-created under the same name against late events, until tombstone collection
+        // (an owner reference another manager shares is removed after the apply).
         if !closed {
             body["metadata"]["ownerReferences"] = json!([owner]);
         }
@@ -461,6 +461,9 @@ impl<'a> Environment<'a> {
                 Failure::from_kube(&format!("apply PR {}", self.pr_name), e).on_record()
             })?;
         self.ctx.remember(pr.clone());
+        if closed {
+            return self.orphan_tombstone(pr).await;
+        }
         Ok(pr)
     }
 
@@ -746,7 +749,6 @@ impl<'a> Environment<'a> {
         let pr = self
             .write_record(event, true, existing, Trigger::Event)
             .await?;
-        let pr = self.orphan_tombstone(pr).await?;
         let how = if event.merged { "merged" } else { "closed" };
         self.finish_close(pr, how).await
     }

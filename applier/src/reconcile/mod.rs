@@ -207,14 +207,18 @@ pub async fn handle_event(ctx: &Ctx, event: &PrEvent) -> Result<Vec<Outcome>, Fa
 /// Reconciles the environment of a `PR` object that asks for what it has not recorded (see
 /// [`Trigger::Manual`]).
 pub async fn reconcile_object(ctx: &Ctx, app: &ReviewApp, pr: &PR) -> Result<Outcome, Failure> {
-    let Some(event) = record::manual_event(pr, app) else {
-        return Err(Failure::permanent(format!(
+    reconcile(ctx, app, &manual_event(pr, app)?, Trigger::Manual).await
+}
+
+/// [`record::manual_event`], or why there is none.
+fn manual_event(pr: &PR, app: &ReviewApp) -> Result<PrEvent, Failure> {
+    record::manual_event(pr, app).ok_or_else(|| {
+        Failure::permanent(format!(
             "PR {}: its ReviewApp names no GitHub repository ({:?})",
             kube::ResourceExt::name_any(pr),
             app.spec.github_repository
-        )));
-    };
-    reconcile(ctx, app, &event, Trigger::Manual).await
+        ))
+    })
 }
 
 /// Reconciles one ReviewApp's environment for one event, under the environment's lock.
@@ -257,15 +261,7 @@ pub async fn reconcile(
                         kubetempura_common::render::short_sha(&pr.spec.head_sha)
                     )));
                 }
-                Some(pr) => match record::manual_event(pr, app) {
-                    Some(manual) => event = Cow::Owned(manual),
-                    None => {
-                        return Err(Failure::permanent(format!(
-                            "PR {}: its ReviewApp names no GitHub repository ({:?})",
-                            env.pr_name, app.spec.github_repository
-                        )));
-                    }
-                },
+                Some(pr) => event = Cow::Owned(manual_event(pr, app)?),
             }
         }
         match env.reconcile(&event, trigger, existing.as_deref()).await {

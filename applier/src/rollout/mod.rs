@@ -17,7 +17,7 @@
 
 pub mod readiness;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::deadlines::{Deadlines, sleep_until};
 use crate::feedback::FeedbackSender;
 use crate::kubeapi::{Class, Failure};
 use crate::reconcile::{Ctx, with_rollout, write_pr_status};
@@ -198,7 +199,7 @@ impl Worker {
             () = self.workloads.wait_synced() => {}
         }
         let mut pending: BTreeSet<Key> = self.all_environments();
-        let mut deadlines: BTreeMap<Instant, BTreeSet<Key>> = BTreeMap::new();
+        let mut deadlines: Deadlines<Key> = Deadlines::default();
         loop {
             while let Some(key) = pending.pop_first() {
                 if shutdown.is_cancelled() {
@@ -210,10 +211,10 @@ impl Worker {
                     Next::Retry => Some(Instant::now() + RETRY_AFTER),
                 };
                 if let Some(at) = at {
-                    deadlines.entry(at).or_default().insert(key);
+                    deadlines.insert(at, key);
                 }
             }
-            let next_deadline = deadlines.keys().next().copied();
+            let next_deadline = deadlines.next();
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 changed = prs.recv() => match changed {
@@ -222,15 +223,7 @@ impl Worker {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 Some(key) = workloads.recv() => { pending.insert(key); }
-                () = sleep_until(next_deadline) => {
-                    let now = Instant::now();
-                    while let Some(entry) = deadlines.first_entry() {
-                        if *entry.key() > now {
-                            break;
-                        }
-                        pending.extend(entry.remove());
-                    }
-                }
+                () = sleep_until(next_deadline) => pending.extend(deadlines.take_due(Instant::now())),
             }
         }
     }
@@ -321,12 +314,5 @@ impl Worker {
         let status = with_rollout(status, next);
         let pr = write_pr_status(&self.ctx, &pr, status).await?;
         Ok((pr, Next::Done))
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
