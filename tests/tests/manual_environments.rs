@@ -160,13 +160,22 @@ impl Fixture {
         api.create(&PostParams::default(), &obj).await.map(|_| ())
     }
 
-    async fn config_map(&self, name: &str) -> Option<Value> {
-        dynamic_api(&self.admin, "v1", "ConfigMap", Some(&self.ns))
+    /// An object of the test's namespace, if it exists.
+    async fn object(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+    ) -> Option<kube::api::DynamicObject> {
+        dynamic_api(&self.admin, api_version, kind, Some(&self.ns))
             .await
             .get_opt(name)
             .await
             .unwrap()
-            .map(|o| o.data)
+    }
+
+    async fn config_map(&self, name: &str) -> Option<Value> {
+        self.object("v1", "ConfigMap", name).await.map(|o| o.data)
     }
 
     /// Waits until the ConfigMap of the environment records `sha`.
@@ -221,9 +230,8 @@ async fn a_pr_applied_by_hand_with_the_originals_fields_creates_its_environment(
     assert_eq!(status.inventory.len(), 1);
     assert_eq!(status.applied_commit.as_deref(), Some(SHA_A));
     // The original's fields are kept beside ours.
-    let raw = dynamic_api(&f.admin, "kubetempura.mercari.com/v1", "PR", Some(&f.ns))
-        .await
-        .get("web-pr5")
+    let raw = f
+        .object("kubetempura.mercari.com/v1", "PR", "web-pr5")
         .await
         .unwrap();
     assert_eq!(raw.data["spec"]["parentReviewApp"], "web");
@@ -669,11 +677,7 @@ async fn env_vars_reach_every_workload_kind_override_append_and_survive_a_push()
     ]);
     let check = async |label: &str| {
         for (api_version, kind, path) in POD_SPECS {
-            let obj = dynamic_api(&f.admin, api_version, kind, Some(&f.ns))
-                .await
-                .get("w-11")
-                .await
-                .unwrap();
+            let obj = f.object(api_version, kind, "w-11").await.unwrap();
             let pod = serde_json::to_value(&obj.data).unwrap();
             let pod = pod.pointer(path).unwrap();
             let env = |c: &str| pod[c][0]["env"].clone();
@@ -703,11 +707,7 @@ async fn env_vars_reach_every_workload_kind_override_append_and_survive_a_push()
     assert!(matches!(pushed, Outcome::Applied { .. }), "{pushed:?}");
     let pr = f.prs().get("web-pr11").await.unwrap();
     assert_eq!(pr.spec.env_vars.len(), 2, "kept on the record");
-    let deployment = dynamic_api(&f.admin, "apps/v1", "Deployment", Some(&f.ns))
-        .await
-        .get("w-11")
-        .await
-        .unwrap();
+    let deployment = f.object("apps/v1", "Deployment", "w-11").await.unwrap();
     assert_eq!(
         deployment.data["spec"]["template"]["metadata"]["annotations"]["commit"],
         "bbbbbbb"
@@ -724,9 +724,8 @@ async fn env_vars_reach_every_workload_kind_override_append_and_survive_a_push()
         )
         .await
         .unwrap();
-    let deployments = dynamic_api(&f.admin, "apps/v1", "Deployment", Some(&f.ns)).await;
     wait_for("the Deployment with the edited envVars", WAIT, || async {
-        let d = deployments.get("w-11").await.ok()?;
+        let d = f.object("apps/v1", "Deployment", "w-11").await?;
         let env = d.data["spec"]["template"]["spec"]["containers"][0]["env"].clone();
         (env == json!([{"name": "FLAG", "value": "edited"}, {"name": "KEEP", "value": "1"}]))
             .then_some(())
