@@ -46,10 +46,13 @@ deps: $(VENV)/.installed $(CHECKS_VENV)/.installed node_modules/.installed contr
 
 # The real Kubernetes control plane of the tests and the demo: etcd, kube-apiserver and
 # kube-controller-manager from the Kubernetes v1.37 Go modules (tests/controlplane/go.mod).
-# Always invoked: Go's build cache makes an unchanged rebuild a relink of a few seconds. The
-# version is stamped as Kubernetes' own build does (kubectl refuses an unparsable one).
+# Rebuilt when its Go sources or module files change. The version is stamped as Kubernetes' own
+# build does (kubectl refuses an unparsable one).
+CONTROLPLANE_SRC := $(shell find tests/controlplane -name '*.go' -o -name go.mod -o -name go.sum)
 .PHONY: controlplane
-controlplane: ## Build the test control plane (tests/controlplane/bin/kube-controlplane)
+controlplane: $(CONTROLPLANE) ## Build the test control plane (tests/controlplane/bin/kube-controlplane)
+
+$(CONTROLPLANE): $(CONTROLPLANE_SRC)
 	@command -v $(GO) >/dev/null || { echo "controlplane: Go (1.26) is required to build tests/controlplane"; exit 2; }
 	cd tests/controlplane && v=$$($(GO) list -m -f '{{.Version}}' k8s.io/kubernetes) && \
 	  minor=$$(echo "$$v" | cut -d. -f2) && pkg=k8s.io/component-base/version && \
@@ -79,7 +82,7 @@ test-rust: deps ## All Rust tests (unit, property, end to end on one shared cont
 test-real-cluster: deps ## The end-to-end walkthrough against KUBETEMPURA_E2E_KUBECONFIG (a real cluster)
 	@test -n "$${KUBETEMPURA_E2E_KUBECONFIG:-}" || { echo "set KUBETEMPURA_E2E_KUBECONFIG to a real cluster's kubeconfig"; exit 2; }
 	$(CARGO) build --quiet --locked --bins --workspace
-	$(CARGO) nextest run -p kubetempura-tests --test walkthrough_e2e the_sample_reviewapp_walkthrough_runs_end_to_end
+	$(CARGO) nextest run -p kubetempura-tests --test e2e walkthrough_e2e::the_sample_reviewapp_walkthrough_runs_end_to_end
 
 .PHONY: test
 test: deps fmt-check lint test-rust fuzz-smoke test-terraform test-infra ## Everything CI runs

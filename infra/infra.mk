@@ -12,7 +12,7 @@
 #   5. examples: each renders with `kubetempura render` without warnings;
 #   6. the control plane: every example (and what it renders), the install and every overlay apply
 #      server-side to the control plane with the real kubectl, and Go-template text survives
-#      rendering byte for byte (tests/tests/infra_examples.rs, run by `make test-rust`).
+#      rendering byte for byte (tests/tests/e2e/infra_examples.rs, run by `make test-rust`).
 # All steps run even when one fails, so one run shows every problem; the target then fails.
 
 INFRA_DIR          := $(CURDIR)/infra
@@ -27,6 +27,9 @@ INFRA_RENDER_PR    := --label preview --check check-run:build=success --check wo
 
 .PHONY: test-infra
 test-infra: $(VENV)/.installed $(CHECKS_VENV)/.installed ## Kubernetes install checks: kustomize, kubernetes-validate, checkov, examples render and apply to the control plane
+	@# The binary the Rust tests use (the workspace's feature set): `cargo run -p` would build
+	@# the applier's dependencies a second time with the applier's features alone.
+	$(CARGO) build --quiet --locked --bins --workspace
 	@status=0; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
 	echo "== kustomize: infra/ and overlays: $(INFRA_OVERLAYS)"; \
 	$(VENV)/bin/kubectl kustomize $(INFRA_DIR) > $$out/install-base.yaml || status=1; \
@@ -36,7 +39,7 @@ test-infra: $(VENV)/.installed $(CHECKS_VENV)/.installed ## Kubernetes install c
 	echo "== examples: kubetempura render"; \
 	for f in $(INFRA_EXAMPLES); do \
 	  n=$$(basename $$f); \
-	  if $(CARGO) run --quiet --locked -p kubetempura-applier -- render -f $$f --pr 1 \
+	  if $(TARGET_DIR)/debug/kubetempura render -f $$f --pr 1 \
 	       --sha $(INFRA_RENDER_SHA) $(INFRA_RENDER_PR) > $$out/example-$$n 2> $$out/example-$$n.err; then \
 	    if grep -q 'warning:' $$out/example-$$n.err || ! grep -q 'phase: Applied' $$out/example-$$n.err; then \
 	      echo "$$n renders with warnings or is not deployed:"; cat $$out/example-$$n.err; status=1; fi; \
@@ -59,5 +62,5 @@ test-infra: $(VENV)/.installed $(CHECKS_VENV)/.installed ## Kubernetes install c
 	  echo "$$known" | grep -qx "$$v" || { echo "infra/base/applier.env: $$v is not a variable the applier reads"; status=1; }; \
 	done; \
 	exit $$status
-# Step 6 (tests/tests/infra_examples.rs) runs with every other Rust test in `make test-rust`:
-#   cargo nextest run -p kubetempura-tests --test infra_examples
+# Step 6 (tests/tests/e2e/infra_examples.rs) runs with every other Rust test in `make test-rust`:
+#   cargo nextest run -p kubetempura-tests --test e2e infra_examples::

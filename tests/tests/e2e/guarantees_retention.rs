@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-mod guarantees_support;
+use crate::guarantees_support;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
-mod guarantees_support;
+use crate::guarantees_support;
 
 use guarantees_support::*;
 use kubetempura_common::crd::{PR, Phase};
