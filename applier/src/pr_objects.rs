@@ -19,7 +19,13 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::deadlines::{Deadlines, sleep_until};
-use crate::reconcile::{Ctx, Trigger, event_from_pr, reconcile, reconcile_object};
+use kubetempura_common::crd::PR;
+
+use crate::kubeapi::Failure;
+use crate::reconcile::finalizer::pr_has_finalizer;
+use crate::reconcile::{
+    Ctx, Outcome, Trigger, event_from_pr, finalize_pr_object, reconcile, reconcile_object,
+};
 
 type Key = (String, String);
 
@@ -85,11 +91,20 @@ impl Worker {
             return None;
         }
         self.reported.remove(key);
-        let Some(pr) = caches.pr(ns, name) else {
-            // Deleted: the garbage collector removes what it owned.
+        let deleting = |pr: &PR| pr.metadata.deletion_timestamp.is_some();
+        let Some(pr) = caches
+            .pr(ns, name)
+            .filter(|pr| !deleting(pr) || pr_has_finalizer(pr))
+        else {
+            // Deleted, or being deleted: the garbage collector removes what it owned.
             self.backoff.remove(key);
             return None;
         };
+        if deleting(&pr) {
+            // Its environment holds cluster-scoped objects, which no garbage collector reaches.
+            let result = finalize_pr_object(&self.ctx, ns, name).await;
+            return self.finish(key, &pr, result);
+        }
         let needs_recording = pr.spec.needs_recording();
         let env_vars_changed = !needs_recording && pr.env_vars_changed();
         if !needs_recording && !env_vars_changed {
@@ -110,6 +125,12 @@ impl Worker {
         } else {
             reconcile_object(&self.ctx, &app, &pr).await
         };
+        self.finish(key, &pr, result)
+    }
+
+    /// Logs and counts the outcome of a reconcile of `pr`; `Some` when it is to be retried then.
+    fn finish(&mut self, key: &Key, pr: &PR, result: Result<Outcome, Failure>) -> Option<Instant> {
+        let (ns, name) = key;
         match result {
             Ok(outcome) => {
                 self.backoff.remove(key);

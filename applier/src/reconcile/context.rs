@@ -164,14 +164,20 @@ impl Ctx {
         }
     }
 
-    /// Forgets an environment this process wrote (after its tombstone was collected).
-    pub fn forget(&self, ns: &str, name: &str) {
-        let key = (ns.to_owned(), name.to_owned());
+    /// Drops this process's copy of a record that is being deleted, so that it is not taken
+    /// for the current record once the watch shows it gone.
+    pub(super) fn forget_written(&self, ns: &str, name: &str) {
         self.written
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entries
-            .remove(&key);
+            .remove(&(ns.to_owned(), name.to_owned()));
+    }
+
+    /// Forgets an environment this process wrote (after its tombstone was collected).
+    pub fn forget(&self, ns: &str, name: &str) {
+        self.forget_written(ns, name);
+        let key = (ns.to_owned(), name.to_owned());
         self.locks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -60,6 +60,11 @@ impl<'a> Environment<'a> {
         trigger: Trigger,
         existing: Option<&PR>,
     ) -> Result<Outcome, Failure> {
+        if let Some(pr) = existing
+            && pr.metadata.deletion_timestamp.is_some()
+        {
+            return self.deleting(pr, trigger).await;
+        }
         if self.app.metadata.deletion_timestamp.is_some() {
             // The ReviewApp is being deleted: its environments close, nothing is deployed.
             return match existing {
@@ -590,7 +595,7 @@ impl<'a> Environment<'a> {
                 scopes.insert((av.to_owned(), kind.to_owned()), scope);
             }
         }
-        let pr = self.write_record(event, false, existing, trigger).await?;
+        let mut pr = self.write_record(event, false, existing, trigger).await?;
         let owner = owner_ref(&pr)?;
         let vars = Variables::from_event(event, &self.app_name, &self.ns);
         let scope_of =
@@ -619,8 +624,10 @@ impl<'a> Environment<'a> {
             }
         };
         if rendered.objects.iter().any(|o| o.namespace.is_none()) {
-            // Before any cluster-scoped object exists, so none can outlive the ReviewApp.
+            // Before any cluster-scoped object exists, so none can outlive the ReviewApp or
+            // the PR object.
             finalizer::ensure(ctx, self.app).await?;
+            pr = finalizer::ensure_pr(ctx, pr).await?;
         }
         let urls = match self.render_urls(&vars) {
             Ok(urls) => urls,
@@ -741,6 +748,25 @@ impl<'a> Environment<'a> {
         Ok(Outcome::Skipped(reason))
     }
 
+    /// The `PR` object is being deleted (`kubectl delete pr`): nothing is deployed to it. If it
+    /// carries the finalizer, what its inventory lists is deleted and the finalizer removed. An
+    /// event is retried (a transient failure) until the object is gone, and then starts a new
+    /// environment; a re-render or an edit has nothing left to do.
+    async fn deleting(&self, pr: &PR, trigger: Trigger) -> Result<Outcome, Failure> {
+        let outcome = if finalizer::pr_has_finalizer(pr) {
+            finalizer::finalize_pr(self.ctx, pr.clone()).await?
+        } else {
+            Outcome::Stale(format!("PR {} is being deleted", self.pr_name))
+        };
+        if trigger == Trigger::Event {
+            return Err(Failure::transient(format!(
+                "PR {} is being deleted; the event is retried once it is gone",
+                self.pr_name
+            )));
+        }
+        Ok(outcome)
+    }
+
     /// Closes the environment. The tombstone (`spec.closed`) is written first, so that if
     /// deleting fails or the process dies half-way, the record says a close is still to be
     /// finished (its inventory lists what is left) and late events cannot resurrect it
@@ -766,6 +792,8 @@ impl<'a> Environment<'a> {
         let msg = format!("pull request {how}; {}", deleted.describe());
         let status = self.statuses(pr.status.as_ref()).closed(&msg);
         let pr = self.write_status(pr, status).await?;
+        // Nothing of the environment is left for a deletion of the object to wait for.
+        let pr = finalizer::release_pr(self.ctx, pr).await?;
         let kind = if deleted.refused.is_empty() {
             EventType::Normal
         } else {

@@ -4,14 +4,20 @@
 //! [`FINALIZER_CLUSTER_SCOPED`], and its deletion waits until the applier has closed every one
 //! of its environments (deleting what their inventories list), then the finalizer is removed.
 //! ReviewApps without cluster-scoped objects never get it.
+//!
+//! A `PR` object whose environment holds cluster-scoped objects carries the same finalizer, so
+//! that deleting the object (`kubectl delete pr`, a manual environment's end) deletes them too:
+//! the applier deletes what its inventory lists, then removes the finalizer. A close removes it
+//! (the inventory is then empty).
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
-use kubetempura_common::crd::{FINALIZER_CLUSTER_SCOPED, ReviewApp};
+use kubetempura_common::crd::{FINALIZER_CLUSTER_SCOPED, PR, ReviewApp, environment_id};
 use serde_json::json;
 
+use super::objects::{self, Identity};
 use super::record::{event_from_pr, is_finished_tombstone};
-use super::{Ctx, Trigger, reconcile};
+use super::{Ctx, Outcome, Trigger, reconcile};
 use crate::kubeapi::Failure;
 
 /// The field manager of the finalizer (a ReviewApp's spec is its authors').
@@ -95,4 +101,88 @@ async fn finalize(ctx: &Ctx, app: &ReviewApp) -> Result<usize, Failure> {
     }
     apply_finalizers(ctx, app, &[]).await?;
     Ok(closed)
+}
+
+/// True when the `PR` object carries [`FINALIZER_CLUSTER_SCOPED`].
+pub fn pr_has_finalizer(pr: &PR) -> bool {
+    pr.finalizers()
+        .iter()
+        .any(|f| f == FINALIZER_CLUSTER_SCOPED)
+}
+
+/// Adds or removes the finalizer on the record `pr` and returns the record as written. A merge
+/// patch naming the resourceVersion: refused (409, a record conflict) if the record changed, and
+/// it never creates an object that is gone.
+async fn set_pr_finalizer(ctx: &Ctx, pr: PR, present: bool) -> Result<PR, Failure> {
+    if pr_has_finalizer(&pr) == present {
+        return Ok(pr);
+    }
+    let name = pr.name_any();
+    let ns = pr.namespace().unwrap_or_default();
+    let mut finalizers: Vec<&str> = pr
+        .finalizers()
+        .iter()
+        .map(String::as_str)
+        .filter(|f| *f != FINALIZER_CLUSTER_SCOPED)
+        .collect();
+    if present {
+        finalizers.push(FINALIZER_CLUSTER_SCOPED);
+    }
+    let patch = json!({
+        "metadata": {"resourceVersion": pr.resource_version(), "finalizers": finalizers},
+    });
+    let what = if present { "set" } else { "remove" };
+    let pr = Api::<PR>::namespaced(ctx.client.clone(), &ns)
+        .patch(
+            &name,
+            &PatchParams {
+                field_manager: Some(manager(ctx)),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| {
+            Failure::from_kube(&format!("{what} the finalizer of PR {name}"), e).on_record()
+        })?;
+    ctx.remember(pr.clone());
+    Ok(pr)
+}
+
+/// Puts the finalizer on the record `pr` (before any cluster-scoped object of its environment
+/// exists) unless it is there.
+pub async fn ensure_pr(ctx: &Ctx, pr: PR) -> Result<PR, Failure> {
+    set_pr_finalizer(ctx, pr, true).await
+}
+
+/// Removes the finalizer from the record `pr` if it is there (its inventory is empty).
+pub async fn release_pr(ctx: &Ctx, pr: PR) -> Result<PR, Failure> {
+    set_pr_finalizer(ctx, pr, false).await
+}
+
+/// The `PR` object `pr` is being deleted and carries the finalizer: deletes what its inventory
+/// lists (the cluster-scoped objects, which no garbage collector reaches, and the namespaced
+/// ones, which it would), then removes the finalizer so the deletion completes. Call it under
+/// the environment's lock.
+pub async fn finalize_pr(ctx: &Ctx, pr: PR) -> Result<Outcome, Failure> {
+    let ns = pr.namespace().unwrap_or_default();
+    let name = pr.name_any();
+    let identity = Identity {
+        environment: environment_id(&ns, &name),
+        pr_uid: pr.uid().unwrap_or_default(),
+    };
+    let inventory = pr
+        .status
+        .as_ref()
+        .map(|s| s.inventory.as_slice())
+        .unwrap_or_default();
+    let deleted = objects::delete_all(&ctx.discovery, &identity, inventory).await?;
+    ctx.metrics.objects_deleted(deleted.count);
+    release_pr(ctx, pr).await?;
+    // The API server removes the object now: no copy of it is to outlive it here.
+    ctx.forget_written(&ns, &name);
+    tracing::info!(namespace = %ns, pr = %name, deleted = %deleted.describe(), "PR object deleted: its environment's objects are deleted, finalizer removed");
+    Ok(Outcome::Closed {
+        deleted: deleted.count,
+    })
 }

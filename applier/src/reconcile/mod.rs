@@ -221,6 +221,24 @@ fn manual_event(pr: &PR, app: &ReviewApp) -> Result<PrEvent, Failure> {
     })
 }
 
+/// A `PR` object being deleted that carries the finalizer, whatever its ReviewApp: what its
+/// inventory lists is deleted and the finalizer removed, under the environment's lock
+/// ([`finalizer::finalize_pr`]). `Stale` when the object is not, or no longer, such a one.
+pub async fn finalize_pr_object(ctx: &Ctx, ns: &str, name: &str) -> Result<Outcome, Failure> {
+    let lock = ctx.lock_for(ns, name);
+    let _guard = lock.lock().await;
+    match ctx.current_pr(ns, name) {
+        Some(pr)
+            if pr.metadata.deletion_timestamp.is_some() && finalizer::pr_has_finalizer(&pr) =>
+        {
+            finalizer::finalize_pr(ctx, (*pr).clone()).await
+        }
+        _ => Ok(Outcome::Stale(format!(
+            "PR {name} has nothing left to finalize"
+        ))),
+    }
+}
+
 /// Reconciles one ReviewApp's environment for one event, under the environment's lock.
 pub async fn reconcile(
     ctx: &Ctx,

@@ -728,8 +728,9 @@ pub fn object_annotations(review_app: &str) -> BTreeMap<String, String> {
 }
 
 /// The finalizer the applier puts on a ReviewApp whose environments hold cluster-scoped
-/// objects: no garbage collector deletes those (they cannot have a namespaced owner), so the
-/// ReviewApp's deletion waits until the applier has closed its environments.
+/// objects, and on each such environment's `PR` object: no garbage collector deletes those
+/// (they cannot have a namespaced owner), so the deletion of either waits until the applier has
+/// deleted them.
 pub const FINALIZER_CLUSTER_SCOPED: &str = "kubetempura.mercari.com/cluster-scoped-objects";
 
 /// The annotation naming the environment (`<namespace>/<PR object name>`) every rendered object

@@ -340,6 +340,7 @@ async fn a_cluster_scoped_object_has_no_owner_reference_the_garbage_collector_ac
         .wait_pr_phase(&stack.ns, "clustered-pr4", Phase::Applied)
         .await;
     let class = format!("{}-pr4", stack.ns);
+    assert!(has_finalizer(&pr), "{:?}", pr.finalizers());
     let inventory = pr.status.clone().unwrap().inventory;
     assert!(
         inventory
@@ -411,13 +412,109 @@ async fn a_cluster_scoped_object_has_no_owner_reference_the_garbage_collector_ac
     stack
         .enqueue(&delivery(4, &sha(1), "closed", 1), "clustered-2")
         .await;
-    stack
+    let tombstone = stack
         .wait_pr_phase(&stack.ns, "clustered-pr4", Phase::Closed)
         .await;
     stack
         .wait_gone("scheduling.k8s.io/v1", "PriorityClass", &stack.ns, &class)
         .await;
     stack.wait_gone("v1", "ConfigMap", &stack.ns, "cm-4").await;
+    // Nothing is left for a deletion of the tombstone to wait for.
+    assert!(!has_finalizer(&tombstone), "{:?}", tombstone.finalizers());
+    assert_eq!(dlq_depth(&stack).await, 0);
+}
+
+fn has_finalizer(pr: &PR) -> bool {
+    pr.finalizers()
+        .iter()
+        .any(|f| f == kubetempura_common::crd::FINALIZER_CLUSTER_SCOPED)
+}
+
+/// `kubectl delete pr` of an environment that holds a cluster-scoped object: the PR object's
+/// finalizer holds the deletion until the applier has deleted what the inventory lists. A push
+/// delivered while the object is still being deleted (here a second finalizer, a person's,
+/// holds it) fails transiently and is retried; it starts a new environment once the object is
+/// gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_pr_object_deletes_its_cluster_scoped_objects() {
+    const HOLD: &str = "kubetempura.test/hold";
+    let mut stack = cluster_scoped_stack("tenancy-pr-delete", "dropped").await;
+    stack.start_applier().await;
+    stack
+        .enqueue(&delivery(6, &sha(1), "opened", 0), "dropped-1")
+        .await;
+    let pr = stack
+        .wait_pr_phase(&stack.ns, "dropped-pr6", Phase::Applied)
+        .await;
+    assert!(has_finalizer(&pr), "{:?}", pr.finalizers());
+    let class = format!("{}-pr6", stack.ns);
+    let prs: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
+    let uid = pr.metadata.uid.clone().unwrap();
+    let mut finalizers = pr.finalizers().to_vec();
+    finalizers.push(HOLD.to_owned());
+    let hold = |finalizers: Vec<String>| {
+        kube::api::Patch::Merge(json!({"metadata": {"finalizers": finalizers}}))
+    };
+    prs.patch("dropped-pr6", &Default::default(), &hold(finalizers))
+        .await
+        .unwrap();
+
+    prs.delete("dropped-pr6", &DeleteParams::background())
+        .await
+        .unwrap();
+    stack
+        .wait_gone("scheduling.k8s.io/v1", "PriorityClass", &stack.ns, &class)
+        .await;
+    stack.wait_gone("v1", "ConfigMap", &stack.ns, "cm-6").await;
+    let terminating = wait_for(
+        "the applier to remove its finalizer",
+        Duration::from_secs(60),
+        || async {
+            let pr = prs.get("dropped-pr6").await.unwrap();
+            (!has_finalizer(&pr)).then_some(pr)
+        },
+    )
+    .await;
+    assert_eq!(terminating.finalizers(), [HOLD]);
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+
+    // A push now finds the object still being deleted: retried, not applied to it.
+    let transient = stack.applier().metric(&failed("transient")).await;
+    stack
+        .enqueue(&delivery(6, &sha(2), "synchronize", 10), "dropped-2")
+        .await;
+    wait_metric(&stack, &failed("transient"), transient + 1.0).await;
+    assert!(
+        get(&stack, "scheduling.k8s.io/v1", "PriorityClass", &class)
+            .await
+            .is_none()
+    );
+
+    // The person lets go: the object goes, and the retried push starts a new environment.
+    prs.patch("dropped-pr6", &Default::default(), &hold(Vec::new()))
+        .await
+        .unwrap();
+    let again = wait_for(
+        "a new PR object applied at the push's commit",
+        Duration::from_secs(90),
+        || async {
+            prs.get_opt("dropped-pr6").await.unwrap().filter(|p| {
+                p.metadata.uid.as_deref() != Some(uid.as_str())
+                    && p.status
+                        .as_ref()
+                        .is_some_and(|s| s.phase == Some(Phase::Applied))
+            })
+        },
+    )
+    .await;
+    assert_eq!(again.spec.head_sha, sha(2));
+    assert!(has_finalizer(&again), "{:?}", again.finalizers());
+    assert!(
+        get(&stack, "scheduling.k8s.io/v1", "PriorityClass", &class)
+            .await
+            .is_some()
+    );
+    stack.wait_queue_drained().await;
     assert_eq!(dlq_depth(&stack).await, 0);
 }
 
