@@ -76,6 +76,9 @@ test-rust: deps ## All Rust tests (unit, property, end to end on one shared cont
 	@# What `cargo lambda watch` runs (`cargo run --bin webhook`): its own feature set, built here
 	@# once rather than inside the first test that starts the function.
 	$(CARGO) build --quiet --locked --bin webhook
+	@# And the function's feature set alone, as `make lambda` builds it, which lambda_runtime_e2e
+	@# runs (`harness::tools::built_binary`): built here, not inside a timed test.
+	$(CARGO) build --quiet --locked -p kubetempura-webhook --bin webhook
 	tools/with-controlplane.sh $(CARGO) nextest run --workspace --locked --no-fail-fast
 
 .PHONY: test-real-cluster
