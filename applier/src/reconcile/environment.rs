@@ -790,10 +790,11 @@ impl<'a> Environment<'a> {
             objects::delete_all(&self.ctx.discovery, &self.identity(&pr), inventory).await?;
         self.ctx.metrics.objects_deleted(deleted.count);
         let msg = format!("pull request {how}; {}", deleted.describe());
+        // Nothing of the environment is left for a deletion of the object to wait for: the
+        // finalizer goes before the record says `Closed`, so a closed record never holds it.
+        let pr = finalizer::release_pr(self.ctx, pr).await?;
         let status = self.statuses(pr.status.as_ref()).closed(&msg);
         let pr = self.write_status(pr, status).await?;
-        // Nothing of the environment is left for a deletion of the object to wait for.
-        let pr = finalizer::release_pr(self.ctx, pr).await?;
         let kind = if deleted.refused.is_empty() {
             EventType::Normal
         } else {
