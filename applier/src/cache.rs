@@ -16,7 +16,7 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use kubetempura_common::crd::{PR, ReviewApp, parse_pr};
+use kubetempura_common::crd::{FINALIZER_CLUSTER_SCOPED, InventoryEntry, PR, ReviewApp, parse_pr};
 use kubetempura_common::naming::RepoKey;
 use tokio::sync::{broadcast, mpsc};
 
@@ -335,6 +335,42 @@ pub struct UnreadablePr {
     pub reason: String,
     /// The object, for Events.
     pub reference: ObjectReference,
+    /// Set when the object is being deleted and holds the applier's finalizer: what its
+    /// deletion waits for, read on its own from the object.
+    pub stranded: Option<Stranded>,
+}
+
+/// An unreadable `PR` object being deleted that holds
+/// [`FINALIZER_CLUSTER_SCOPED`]: enough of it to delete what its inventory lists and let it go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stranded {
+    pub uid: String,
+    pub finalizers: Vec<String>,
+    /// `status.inventory`, or empty when even that cannot be read.
+    pub inventory: Vec<InventoryEntry>,
+}
+
+impl Stranded {
+    fn of(obj: &DynamicObject) -> Option<Self> {
+        let finalizers = obj.metadata.finalizers.as_deref().unwrap_or_default();
+        if obj.metadata.deletion_timestamp.is_none()
+            || !finalizers.iter().any(|f| f == FINALIZER_CLUSTER_SCOPED)
+        {
+            return None;
+        }
+        let finalizers = finalizers.to_vec();
+        let inventory = obj
+            .data
+            .get("status")
+            .and_then(|s| s.get("inventory"))
+            .and_then(|i| serde_json::from_value(i.clone()).ok())
+            .unwrap_or_default();
+        Some(Self {
+            uid: obj.metadata.uid.clone().unwrap_or_default(),
+            finalizers,
+            inventory,
+        })
+    }
 }
 
 /// `PR` objects by namespace and name: those read, and those set aside.
@@ -373,6 +409,7 @@ impl PrIndex {
             resource_version: obj.metadata.resource_version.clone(),
             ..ObjectReference::default()
         };
+        let stranded = Stranded::of(&obj);
         match parse_pr(obj) {
             Ok(pr) => {
                 self.prs.insert(key, Arc::new(pr));
@@ -383,6 +420,7 @@ impl PrIndex {
                     UnreadablePr {
                         reason: e.reason,
                         reference,
+                        stranded,
                     },
                 );
             }
@@ -458,5 +496,59 @@ async fn watch_prs(
             // No subscriber is not an error.
             let _ = changes.send((key.namespace.unwrap_or_default(), key.name));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
+
+    use super::*;
+
+    fn object(deleting: bool, finalizers: &[&str], status: serde_json::Value) -> DynamicObject {
+        let mut metadata = serde_json::json!({
+            "name": "web-7", "namespace": "ns", "uid": "u-1", "finalizers": finalizers,
+        });
+        if deleting {
+            metadata["deletionTimestamp"] = "2026-12-02T12:00:00Z".into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "kubetempura.mercari.com/v1", "kind": "PR",
+            "metadata": metadata, "spec": {"parentReviewApp": "other"}, "status": status,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_an_object_being_deleted_with_the_finalizer_is_stranded() {
+        let status = serde_json::json!({"inventory": [
+            {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "name": "ns-pr7"},
+            {"apiVersion": "v1", "kind": "ConfigMap", "namespace": "ns", "name": "cm-7"},
+        ]});
+        let mine = [FINALIZER_CLUSTER_SCOPED, "example.com/other"];
+        let stranded = Stranded::of(&object(true, &mine, status.clone())).unwrap();
+        assert_eq!(stranded.uid, "u-1");
+        assert_eq!(stranded.finalizers, mine);
+        let names: Vec<_> = stranded.inventory.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["ns-pr7", "cm-7"]);
+        assert_eq!(stranded.inventory[0].namespace, None);
+
+        assert_eq!(Stranded::of(&object(false, &mine, status.clone())), None);
+        assert_eq!(
+            Stranded::of(&object(true, &["example.com/other"], status)),
+            None
+        );
+    }
+
+    #[test]
+    fn an_unreadable_inventory_still_lets_the_object_go() {
+        let stranded = Stranded::of(&object(
+            true,
+            &[FINALIZER_CLUSTER_SCOPED],
+            serde_json::json!({"inventory": "not a list"}),
+        ))
+        .unwrap();
+        assert!(stranded.inventory.is_empty());
+        assert_eq!(stranded.finalizers, [FINALIZER_CLUSTER_SCOPED]);
     }
 }

@@ -24,7 +24,8 @@ use kubetempura_common::crd::PR;
 use crate::kubeapi::Failure;
 use crate::reconcile::finalizer::pr_has_finalizer;
 use crate::reconcile::{
-    Ctx, Outcome, Trigger, event_from_pr, finalize_pr_object, reconcile, reconcile_object,
+    Ctx, Outcome, Trigger, event_from_pr, finalize_pr_object, finalize_unreadable_object,
+    reconcile, reconcile_object,
 };
 
 type Key = (String, String);
@@ -87,7 +88,14 @@ impl Worker {
         let (ns, name) = key;
         let caches = &self.ctx.caches;
         if let Some(bad) = caches.unreadable_pr(ns, name) {
+            let stranded = bad.stranded.is_some();
             self.report(key, bad).await;
+            if stranded {
+                // Being deleted, and its deletion waits for the applier's finalizer: that must
+                // not wait for a fix of the spec.
+                let result = finalize_unreadable_object(&self.ctx, ns, name).await;
+                return self.finish(key, "", result);
+            }
             return None;
         }
         self.reported.remove(key);
@@ -103,7 +111,7 @@ impl Worker {
         if deleting(&pr) {
             // Its environment holds cluster-scoped objects, which no garbage collector reaches.
             let result = finalize_pr_object(&self.ctx, ns, name).await;
-            return self.finish(key, &pr, result);
+            return self.finish(key, &pr.spec.head_sha, result);
         }
         let needs_recording = pr.spec.needs_recording();
         let env_vars_changed = !needs_recording && pr.env_vars_changed();
@@ -125,17 +133,23 @@ impl Worker {
         } else {
             reconcile_object(&self.ctx, &app, &pr).await
         };
-        self.finish(key, &pr, result)
+        self.finish(key, &pr.spec.head_sha, result)
     }
 
-    /// Logs and counts the outcome of a reconcile of `pr`; `Some` when it is to be retried then.
-    fn finish(&mut self, key: &Key, pr: &PR, result: Result<Outcome, Failure>) -> Option<Instant> {
+    /// Logs and counts the outcome of a reconcile of the object `key` (at `commit`, if known);
+    /// `Some` when it is to be retried then.
+    fn finish(
+        &mut self,
+        key: &Key,
+        commit: &str,
+        result: Result<Outcome, Failure>,
+    ) -> Option<Instant> {
         let (ns, name) = key;
         match result {
             Ok(outcome) => {
                 self.backoff.remove(key);
                 self.ctx.metrics.reconciled_object(outcome.label());
-                tracing::info!(namespace = %ns, pr = %name, commit = %pr.spec.head_sha, outcome = outcome.label(), ?outcome, "reconciled from the PR object");
+                tracing::info!(namespace = %ns, pr = %name, commit = %commit, outcome = outcome.label(), ?outcome, "reconciled from the PR object");
                 None
             }
             Err(e) if e.is_transient() => {

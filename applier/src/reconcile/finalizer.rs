@@ -8,16 +8,20 @@
 //! A `PR` object whose environment holds cluster-scoped objects carries the same finalizer, so
 //! that deleting the object (`kubectl delete pr`, a manual environment's end) deletes them too:
 //! the applier deletes what its inventory lists, then removes the finalizer. A close removes it
-//! (the inventory is then empty).
+//! (the inventory is then empty). An unreadable `PR` object being deleted is let go the same
+//! way ([`finalize_stranded`]).
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
-use kubetempura_common::crd::{FINALIZER_CLUSTER_SCOPED, PR, ReviewApp, environment_id};
+use kubetempura_common::crd::{
+    FINALIZER_CLUSTER_SCOPED, InventoryEntry, PR, ReviewApp, environment_id,
+};
 use serde_json::json;
 
 use super::objects::{self, Identity};
 use super::record::{event_from_pr, is_finished_tombstone};
 use super::{Ctx, Outcome, Trigger, reconcile};
+use crate::cache::Stranded;
 use crate::kubeapi::Failure;
 
 /// The field manager of the finalizer (a ReviewApp's spec is its authors').
@@ -160,6 +164,61 @@ pub async fn release_pr(ctx: &Ctx, pr: PR) -> Result<PR, Failure> {
     set_pr_finalizer(ctx, pr, false).await
 }
 
+/// Deletes what `inventory` lists of the environment `ns`/`name` (the `PR` object `pr_uid`).
+async fn delete_inventory(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    pr_uid: String,
+    inventory: &[InventoryEntry],
+) -> Result<objects::Deleted, Failure> {
+    let identity = Identity {
+        environment: environment_id(ns, name),
+        pr_uid,
+    };
+    let deleted = objects::delete_all(&ctx.discovery, &identity, inventory).await?;
+    ctx.metrics.objects_deleted(deleted.count);
+    Ok(deleted)
+}
+
+/// An unreadable `PR` object being deleted that holds the finalizer ([`Stranded`]): its
+/// deletion must not wait for a fix of its spec. What its inventory lists is deleted and the
+/// finalizer removed, through an untyped patch (the object cannot be read as a `PR`),
+/// conditional on the version the watch showed.
+pub async fn finalize_stranded(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+    resource_version: Option<String>,
+    stranded: Stranded,
+) -> Result<Outcome, Failure> {
+    let deleted = delete_inventory(ctx, ns, name, stranded.uid, &stranded.inventory).await?;
+    let kept: Vec<&String> = stranded
+        .finalizers
+        .iter()
+        .filter(|f| *f != FINALIZER_CLUSTER_SCOPED)
+        .collect();
+    let patch = json!({"metadata": {"resourceVersion": resource_version, "finalizers": kept}});
+    Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ApiResource::erase::<PR>(&()))
+        .patch(
+            name,
+            &PatchParams {
+                field_manager: Some(manager(ctx)),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|e| {
+            Failure::from_kube(&format!("remove the finalizer of PR {name}"), e).on_record()
+        })?;
+    ctx.forget_written(ns, name);
+    tracing::info!(namespace = %ns, pr = %name, deleted = %deleted.describe(), "unreadable PR object deleted: its environment's objects are deleted, finalizer removed");
+    Ok(Outcome::Closed {
+        deleted: deleted.count,
+    })
+}
+
 /// The `PR` object `pr` is being deleted and carries the finalizer: deletes what its inventory
 /// lists (the cluster-scoped objects, which no garbage collector reaches, and the namespaced
 /// ones, which it would), then removes the finalizer so the deletion completes. Call it under
@@ -167,17 +226,13 @@ pub async fn release_pr(ctx: &Ctx, pr: PR) -> Result<PR, Failure> {
 pub async fn finalize_pr(ctx: &Ctx, pr: PR) -> Result<Outcome, Failure> {
     let ns = pr.namespace().unwrap_or_default();
     let name = pr.name_any();
-    let identity = Identity {
-        environment: environment_id(&ns, &name),
-        pr_uid: pr.uid().unwrap_or_default(),
-    };
     let inventory = pr
         .status
         .as_ref()
         .map(|s| s.inventory.as_slice())
         .unwrap_or_default();
-    let deleted = objects::delete_all(&ctx.discovery, &identity, inventory).await?;
-    ctx.metrics.objects_deleted(deleted.count);
+    let deleted =
+        delete_inventory(ctx, &ns, &name, pr.uid().unwrap_or_default(), inventory).await?;
     release_pr(ctx, pr).await?;
     // The API server removes the object now: no copy of it is to outlive it here.
     ctx.forget_written(&ns, &name);

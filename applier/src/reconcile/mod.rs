@@ -239,6 +239,30 @@ pub async fn finalize_pr_object(ctx: &Ctx, ns: &str, name: &str) -> Result<Outco
     }
 }
 
+/// An unreadable `PR` object being deleted that holds the finalizer
+/// ([`crate::cache::Stranded`]): [`finalizer::finalize_stranded`] under the environment's lock.
+/// `Stale` when the object is not, or no longer, such a one.
+pub async fn finalize_unreadable_object(
+    ctx: &Ctx,
+    ns: &str,
+    name: &str,
+) -> Result<Outcome, Failure> {
+    let lock = ctx.lock_for(ns, name);
+    let _guard = lock.lock().await;
+    match ctx.caches.unreadable_pr(ns, name) {
+        Some(crate::cache::UnreadablePr {
+            stranded: Some(stranded),
+            reference,
+            ..
+        }) => {
+            finalizer::finalize_stranded(ctx, ns, name, reference.resource_version, stranded).await
+        }
+        _ => Ok(Outcome::Stale(format!(
+            "PR {name} has nothing left to finalize"
+        ))),
+    }
+}
+
 /// Reconciles one ReviewApp's environment for one event, under the environment's lock.
 pub async fn reconcile(
     ctx: &Ctx,

@@ -518,6 +518,55 @@ async fn deleting_a_pr_object_deletes_its_cluster_scoped_objects() {
     assert_eq!(dlq_depth(&stack).await, 0);
 }
 
+/// A `PR` object holding the finalizer that a person made unreadable (its ReviewApp fields no
+/// longer match its name) and then deletes: the deletion does not wait for a fix of the spec.
+/// The applier reads the inventory on its own, deletes what it lists and lets the object go.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreadable_pr_object_being_deleted_is_let_go_with_its_objects() {
+    let mut stack = cluster_scoped_stack("tenancy-pr-unreadable", "broken").await;
+    stack.start_applier().await;
+    stack
+        .enqueue(&delivery(7, &sha(1), "opened", 0), "broken-1")
+        .await;
+    let pr = stack
+        .wait_pr_phase(&stack.ns, "broken-pr7", Phase::Applied)
+        .await;
+    assert!(has_finalizer(&pr), "{:?}", pr.finalizers());
+    let class = format!("{}-pr7", stack.ns);
+    let prs: Api<PR> = Api::namespaced(stack.client.clone(), &stack.ns);
+    prs.patch(
+        "broken-pr7",
+        &Default::default(),
+        &kube::api::Patch::Merge(
+            json!({"spec": {"reviewApp": "other", "parentReviewApp": "other"}}),
+        ),
+    )
+    .await
+    .unwrap();
+    wait_event(&stack, &stack.ns, "Unreadable", "broken-pr7").await;
+
+    prs.delete("broken-pr7", &DeleteParams::background())
+        .await
+        .unwrap();
+    stack
+        .wait_gone("scheduling.k8s.io/v1", "PriorityClass", &stack.ns, &class)
+        .await;
+    stack.wait_gone("v1", "ConfigMap", &stack.ns, "cm-7").await;
+    wait_for(
+        "the PR object to be gone",
+        Duration::from_secs(60),
+        || async {
+            prs.get_opt("broken-pr7")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    assert_eq!(dlq_depth(&stack).await, 0);
+}
+
 /// No garbage collector reaches a cluster-scoped object (it cannot have a namespaced owner):
 /// deleting its ReviewApp waits on the applier's finalizer until the environments are closed.
 #[tokio::test(flavor = "multi_thread")]
