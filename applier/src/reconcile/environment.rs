@@ -728,10 +728,7 @@ impl<'a> Environment<'a> {
         trigger: Trigger,
     ) -> Result<Outcome, Failure> {
         let pr = self.write_record(event, false, existing, trigger).await?;
-        let inventory = existing
-            .and_then(|p| p.status.as_ref())
-            .map(|s| s.inventory.as_slice())
-            .unwrap_or_default();
+        let inventory = existing.map(PR::inventory).unwrap_or_default();
         let deleted =
             objects::delete_all(&self.ctx.discovery, &self.identity(&pr), inventory).await?;
         self.ctx.metrics.objects_deleted(deleted.count);
@@ -781,11 +778,7 @@ impl<'a> Environment<'a> {
 
     /// Deletes what a tombstone's inventory still lists and records the close on its status.
     async fn finish_close(&self, pr: PR, how: &str) -> Result<Outcome, Failure> {
-        let inventory = pr
-            .status
-            .as_ref()
-            .map(|s| s.inventory.as_slice())
-            .unwrap_or_default();
+        let inventory = pr.inventory();
         let deleted =
             objects::delete_all(&self.ctx.discovery, &self.identity(&pr), inventory).await?;
         self.ctx.metrics.objects_deleted(deleted.count);

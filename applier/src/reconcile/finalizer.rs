@@ -132,25 +132,39 @@ async fn set_pr_finalizer(ctx: &Ctx, pr: PR, present: bool) -> Result<PR, Failur
     if present {
         finalizers.push(FINALIZER_CLUSTER_SCOPED);
     }
-    let patch = json!({
-        "metadata": {"resourceVersion": pr.resource_version(), "finalizers": finalizers},
-    });
     let what = if present { "set" } else { "remove" };
-    let pr = Api::<PR>::namespaced(ctx.client.clone(), &ns)
-        .patch(
-            &name,
-            &PatchParams {
-                field_manager: Some(manager(ctx)),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| {
-            Failure::from_kube(&format!("{what} the finalizer of PR {name}"), e).on_record()
-        })?;
+    let api = Api::<PR>::namespaced(ctx.client.clone(), &ns);
+    let pr = patch_finalizers(ctx, &api, &name, pr.resource_version(), &finalizers, what).await?;
     ctx.remember(pr.clone());
     Ok(pr)
+}
+
+/// Sets the finalizers of the `PR` object `name` to `finalizers`: a merge patch naming the
+/// resourceVersion, refused (409, a record conflict) if the object changed since, and never
+/// creating one that is gone.
+async fn patch_finalizers<K>(
+    ctx: &Ctx,
+    api: &Api<K>,
+    name: &str,
+    resource_version: Option<String>,
+    finalizers: &[&str],
+    what: &str,
+) -> Result<K, Failure>
+where
+    K: Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let patch =
+        json!({"metadata": {"resourceVersion": resource_version, "finalizers": finalizers}});
+    api.patch(
+        name,
+        &PatchParams {
+            field_manager: Some(manager(ctx)),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(|e| Failure::from_kube(&format!("{what} the finalizer of PR {name}"), e).on_record())
 }
 
 /// Puts the finalizer on the record `pr` (before any cluster-scoped object of its environment
@@ -193,25 +207,18 @@ pub async fn finalize_stranded(
     stranded: Stranded,
 ) -> Result<Outcome, Failure> {
     let deleted = delete_inventory(ctx, ns, name, stranded.uid, &stranded.inventory).await?;
-    let kept: Vec<&String> = stranded
+    let kept: Vec<&str> = stranded
         .finalizers
         .iter()
+        .map(String::as_str)
         .filter(|f| *f != FINALIZER_CLUSTER_SCOPED)
         .collect();
-    let patch = json!({"metadata": {"resourceVersion": resource_version, "finalizers": kept}});
-    Api::<DynamicObject>::namespaced_with(ctx.client.clone(), ns, &ApiResource::erase::<PR>(&()))
-        .patch(
-            name,
-            &PatchParams {
-                field_manager: Some(manager(ctx)),
-                ..PatchParams::default()
-            },
-            &Patch::Merge(&patch),
-        )
-        .await
-        .map_err(|e| {
-            Failure::from_kube(&format!("remove the finalizer of PR {name}"), e).on_record()
-        })?;
+    let api = Api::<DynamicObject>::namespaced_with(
+        ctx.client.clone(),
+        ns,
+        &ApiResource::erase::<PR>(&()),
+    );
+    patch_finalizers(ctx, &api, name, resource_version, &kept, "remove").await?;
     ctx.forget_written(ns, name);
     tracing::info!(namespace = %ns, pr = %name, deleted = %deleted.describe(), "unreadable PR object deleted: its environment's objects are deleted, finalizer removed");
     Ok(Outcome::Closed {
@@ -226,11 +233,7 @@ pub async fn finalize_stranded(
 pub async fn finalize_pr(ctx: &Ctx, pr: PR) -> Result<Outcome, Failure> {
     let ns = pr.namespace().unwrap_or_default();
     let name = pr.name_any();
-    let inventory = pr
-        .status
-        .as_ref()
-        .map(|s| s.inventory.as_slice())
-        .unwrap_or_default();
+    let inventory = pr.inventory();
     let deleted =
         delete_inventory(ctx, &ns, &name, pr.uid().unwrap_or_default(), inventory).await?;
     release_pr(ctx, pr).await?;

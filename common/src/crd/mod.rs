@@ -340,6 +340,14 @@ pub enum Origin {
 }
 
 impl PR {
+    /// What the status's inventory lists (empty without a status).
+    pub fn inventory(&self) -> &[InventoryEntry] {
+        self.status
+            .as_ref()
+            .map(|s| s.inventory.as_slice())
+            .unwrap_or_default()
+    }
+
     /// True when the environment is deployed with other `envVars` than its spec holds now (a
     /// person edited them): it is to be rendered again.
     pub fn env_vars_changed(&self) -> bool {
