@@ -16,7 +16,9 @@ use kube::api::{ApiResource, DynamicObject};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use kubetempura_common::crd::{FINALIZER_CLUSTER_SCOPED, InventoryEntry, PR, ReviewApp, parse_pr};
+use kubetempura_common::crd::{
+    InventoryEntry, PR, ReviewApp, has_cluster_scoped_finalizer, parse_pr,
+};
 use kubetempura_common::naming::RepoKey;
 use tokio::sync::{broadcast, mpsc};
 
@@ -340,8 +342,8 @@ pub struct UnreadablePr {
     pub stranded: Option<Stranded>,
 }
 
-/// An unreadable `PR` object being deleted that holds
-/// [`FINALIZER_CLUSTER_SCOPED`]: enough of it to delete what its inventory lists and let it go.
+/// A `PR` object being deleted that holds [`FINALIZER_CLUSTER_SCOPED`]: enough of it to delete
+/// what its inventory lists and let it go, read on its own when the object is unreadable.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stranded {
     pub uid: String,
@@ -352,13 +354,9 @@ pub struct Stranded {
 
 impl Stranded {
     fn of(obj: &DynamicObject) -> Option<Self> {
-        let finalizers = obj.metadata.finalizers.as_deref().unwrap_or_default();
-        if obj.metadata.deletion_timestamp.is_none()
-            || !finalizers.iter().any(|f| f == FINALIZER_CLUSTER_SCOPED)
-        {
+        if obj.metadata.deletion_timestamp.is_none() || !has_cluster_scoped_finalizer(obj) {
             return None;
         }
-        let finalizers = finalizers.to_vec();
         let inventory = obj
             .data
             .get("status")
@@ -367,9 +365,18 @@ impl Stranded {
             .unwrap_or_default();
         Some(Self {
             uid: obj.metadata.uid.clone().unwrap_or_default(),
-            finalizers,
+            finalizers: obj.finalizers().to_vec(),
             inventory,
         })
+    }
+
+    /// The same of a record that can be read.
+    pub fn of_record(pr: &PR) -> Self {
+        Self {
+            uid: pr.uid().unwrap_or_default(),
+            finalizers: pr.finalizers().to_vec(),
+            inventory: pr.inventory().to_vec(),
+        }
     }
 }
 
@@ -504,6 +511,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // Tests: a panic is the failure report.
 
     use super::*;
+    use kubetempura_common::crd::FINALIZER_CLUSTER_SCOPED;
 
     fn object(deleting: bool, finalizers: &[&str], status: serde_json::Value) -> DynamicObject {
         let mut metadata = serde_json::json!({

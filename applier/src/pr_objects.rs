@@ -19,13 +19,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::deadlines::{Deadlines, sleep_until};
-use kubetempura_common::crd::PR;
+use kubetempura_common::crd::{PR, has_cluster_scoped_finalizer};
 
 use crate::kubeapi::Failure;
-use crate::reconcile::finalizer::pr_has_finalizer;
 use crate::reconcile::{
-    Ctx, Outcome, Trigger, event_from_pr, finalize_pr_object, finalize_unreadable_object,
-    reconcile, reconcile_object,
+    Ctx, Outcome, Trigger, event_from_pr, finalize_pr_object, reconcile, reconcile_object,
 };
 
 type Key = (String, String);
@@ -93,7 +91,7 @@ impl Worker {
             if stranded {
                 // Being deleted, and its deletion waits for the applier's finalizer: that must
                 // not wait for a fix of the spec.
-                let result = finalize_unreadable_object(&self.ctx, ns, name).await;
+                let result = finalize_pr_object(&self.ctx, ns, name).await;
                 return self.finish(key, "", result);
             }
             return None;
@@ -102,7 +100,7 @@ impl Worker {
         let deleting = |pr: &PR| pr.metadata.deletion_timestamp.is_some();
         let Some(pr) = caches
             .pr(ns, name)
-            .filter(|pr| !deleting(pr) || pr_has_finalizer(pr))
+            .filter(|pr| !deleting(pr) || has_cluster_scoped_finalizer(&**pr))
         else {
             // Deleted, or being deleted: the garbage collector removes what it owned.
             self.backoff.remove(key);

@@ -10,7 +10,7 @@ use kube::{Resource, ResourceExt};
 use kubetempura_common::check::Gate;
 use kubetempura_common::crd::{
     GateStatus, InventoryEntry, Origin, PR, PRStatus, Phase, ReviewApp, environment_id,
-    object_annotations, object_labels, parse_pr,
+    has_cluster_scoped_finalizer, object_annotations, object_labels, parse_pr,
 };
 use kubetempura_common::event::{PrAction, PrEvent};
 use kubetempura_common::naming::{RepoKey, pr_object_name};
@@ -28,6 +28,7 @@ use super::record::{
 };
 use super::status::{StatusBuilder, is_unchanged, update_app_status, write_pr_status};
 use super::{Ctx, Outcome, Trigger};
+use crate::cache::Stranded;
 use crate::kubeapi::Failure;
 
 /// A ReviewApp's environment for one pull request.
@@ -750,8 +751,15 @@ impl<'a> Environment<'a> {
     /// event is retried (a transient failure) until the object is gone, and then starts a new
     /// environment; a re-render or an edit has nothing left to do.
     async fn deleting(&self, pr: &PR, trigger: Trigger) -> Result<Outcome, Failure> {
-        let outcome = if finalizer::pr_has_finalizer(pr) {
-            finalizer::finalize_pr(self.ctx, pr.clone()).await?
+        let outcome = if has_cluster_scoped_finalizer(pr) {
+            finalizer::finalize_deleted_pr(
+                self.ctx,
+                &self.ns,
+                &self.pr_name,
+                pr.resource_version(),
+                Stranded::of_record(pr),
+            )
+            .await?
         } else {
             Outcome::Stale(format!("PR {} is being deleted", self.pr_name))
         };

@@ -9,12 +9,12 @@
 //! that deleting the object (`kubectl delete pr`, a manual environment's end) deletes them too:
 //! the applier deletes what its inventory lists, then removes the finalizer. A close removes it
 //! (the inventory is then empty). An unreadable `PR` object being deleted is let go the same
-//! way ([`finalize_stranded`]).
+//! way ([`finalize_deleted_pr`]).
 
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 use kubetempura_common::crd::{
-    FINALIZER_CLUSTER_SCOPED, InventoryEntry, PR, ReviewApp, environment_id,
+    FINALIZER_CLUSTER_SCOPED, PR, ReviewApp, environment_id, has_cluster_scoped_finalizer,
 };
 use serde_json::json;
 
@@ -27,12 +27,6 @@ use crate::kubeapi::Failure;
 /// The field manager of the finalizer (a ReviewApp's spec is its authors').
 fn manager(ctx: &Ctx) -> String {
     format!("{}-finalizer", ctx.field_manager)
-}
-
-fn has_finalizer(app: &ReviewApp) -> bool {
-    app.finalizers()
-        .iter()
-        .any(|f| f == FINALIZER_CLUSTER_SCOPED)
 }
 
 /// Applies `finalizers` (ours, or none) on the ReviewApp with the finalizer's field manager.
@@ -56,7 +50,7 @@ async fn apply_finalizers(ctx: &Ctx, app: &ReviewApp, finalizers: &[&str]) -> Re
 
 /// Puts the finalizer on `app` unless it is there.
 pub async fn ensure(ctx: &Ctx, app: &ReviewApp) -> Result<(), Failure> {
-    if has_finalizer(app) {
+    if has_cluster_scoped_finalizer(app) {
         return Ok(());
     }
     apply_finalizers(ctx, app, &[FINALIZER_CLUSTER_SCOPED]).await
@@ -71,7 +65,7 @@ pub async fn finalize_deleted(ctx: &Ctx, only: Option<(&str, &str)>) {
         let name = app.name_any();
         if only.is_some_and(|(n, a)| (n, a) != (ns.as_str(), name.as_str()))
             || app.metadata.deletion_timestamp.is_none()
-            || !has_finalizer(&app)
+            || !has_cluster_scoped_finalizer(&*app)
         {
             continue;
         }
@@ -107,18 +101,11 @@ async fn finalize(ctx: &Ctx, app: &ReviewApp) -> Result<usize, Failure> {
     Ok(closed)
 }
 
-/// True when the `PR` object carries [`FINALIZER_CLUSTER_SCOPED`].
-pub fn pr_has_finalizer(pr: &PR) -> bool {
-    pr.finalizers()
-        .iter()
-        .any(|f| f == FINALIZER_CLUSTER_SCOPED)
-}
-
 /// Adds or removes the finalizer on the record `pr` and returns the record as written. A merge
 /// patch naming the resourceVersion: refused (409, a record conflict) if the record changed, and
 /// it never creates an object that is gone.
 async fn set_pr_finalizer(ctx: &Ctx, pr: PR, present: bool) -> Result<PR, Failure> {
-    if pr_has_finalizer(&pr) == present {
+    if has_cluster_scoped_finalizer(&pr) == present {
         return Ok(pr);
     }
     let name = pr.name_any();
@@ -178,35 +165,24 @@ pub async fn release_pr(ctx: &Ctx, pr: PR) -> Result<PR, Failure> {
     set_pr_finalizer(ctx, pr, false).await
 }
 
-/// Deletes what `inventory` lists of the environment `ns`/`name` (the `PR` object `pr_uid`).
-async fn delete_inventory(
-    ctx: &Ctx,
-    ns: &str,
-    name: &str,
-    pr_uid: String,
-    inventory: &[InventoryEntry],
-) -> Result<objects::Deleted, Failure> {
-    let identity = Identity {
-        environment: environment_id(ns, name),
-        pr_uid,
-    };
-    let deleted = objects::delete_all(&ctx.discovery, &identity, inventory).await?;
-    ctx.metrics.objects_deleted(deleted.count);
-    Ok(deleted)
-}
-
-/// An unreadable `PR` object being deleted that holds the finalizer ([`Stranded`]): its
-/// deletion must not wait for a fix of its spec. What its inventory lists is deleted and the
-/// finalizer removed, through an untyped patch (the object cannot be read as a `PR`),
-/// conditional on the version the watch showed.
-pub async fn finalize_stranded(
+/// A `PR` object being deleted that holds the finalizer ([`Stranded`]; for an unreadable one,
+/// what the watch could read of it): what its inventory lists is deleted (the cluster-scoped
+/// objects, which no garbage collector reaches, and the namespaced ones, which it would), then
+/// the finalizer is removed so the deletion completes: an untyped merge patch (the object may not
+/// read as a `PR`), conditional on `resource_version`. Call it under the environment's lock.
+pub async fn finalize_deleted_pr(
     ctx: &Ctx,
     ns: &str,
     name: &str,
     resource_version: Option<String>,
     stranded: Stranded,
 ) -> Result<Outcome, Failure> {
-    let deleted = delete_inventory(ctx, ns, name, stranded.uid, &stranded.inventory).await?;
+    let identity = Identity {
+        environment: environment_id(ns, name),
+        pr_uid: stranded.uid,
+    };
+    let deleted = objects::delete_all(&ctx.discovery, &identity, &stranded.inventory).await?;
+    ctx.metrics.objects_deleted(deleted.count);
     let kept: Vec<&str> = stranded
         .finalizers
         .iter()
@@ -219,26 +195,8 @@ pub async fn finalize_stranded(
         &ApiResource::erase::<PR>(&()),
     );
     patch_finalizers(ctx, &api, name, resource_version, &kept, "remove").await?;
-    ctx.forget_written(ns, name);
-    tracing::info!(namespace = %ns, pr = %name, deleted = %deleted.describe(), "unreadable PR object deleted: its environment's objects are deleted, finalizer removed");
-    Ok(Outcome::Closed {
-        deleted: deleted.count,
-    })
-}
-
-/// The `PR` object `pr` is being deleted and carries the finalizer: deletes what its inventory
-/// lists (the cluster-scoped objects, which no garbage collector reaches, and the namespaced
-/// ones, which it would), then removes the finalizer so the deletion completes. Call it under
-/// the environment's lock.
-pub async fn finalize_pr(ctx: &Ctx, pr: PR) -> Result<Outcome, Failure> {
-    let ns = pr.namespace().unwrap_or_default();
-    let name = pr.name_any();
-    let inventory = pr.inventory();
-    let deleted =
-        delete_inventory(ctx, &ns, &name, pr.uid().unwrap_or_default(), inventory).await?;
-    release_pr(ctx, pr).await?;
     // The API server removes the object now: no copy of it is to outlive it here.
-    ctx.forget_written(&ns, &name);
+    ctx.forget_written(ns, name);
     tracing::info!(namespace = %ns, pr = %name, deleted = %deleted.describe(), "PR object deleted: its environment's objects are deleted, finalizer removed");
     Ok(Outcome::Closed {
         deleted: deleted.count,

@@ -30,8 +30,9 @@ mod status;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use kube::ResourceExt;
 use kubetempura_common::check::{CheckEvent, QueueMessage};
-use kubetempura_common::crd::{PR, Phase, ReviewApp};
+use kubetempura_common::crd::{PR, Phase, ReviewApp, has_cluster_scoped_finalizer};
 use kubetempura_common::event::PrEvent;
 use kubetempura_common::naming::RepoKey;
 
@@ -40,6 +41,7 @@ use environment::Environment;
 pub use record::{event_from_pr, is_finished_tombstone};
 pub use status::{CONDITION_ROLLED_OUT, refresh_app_counts, with_rollout, write_pr_status};
 
+use crate::cache::Stranded;
 use crate::kubeapi::{Class, Failure};
 
 /// What happened to one (ReviewApp, event) pair.
@@ -221,43 +223,28 @@ fn manual_event(pr: &PR, app: &ReviewApp) -> Result<PrEvent, Failure> {
     })
 }
 
-/// A `PR` object being deleted that carries the finalizer, whatever its ReviewApp: what its
-/// inventory lists is deleted and the finalizer removed, under the environment's lock
-/// ([`finalizer::finalize_pr`]). `Stale` when the object is not, or no longer, such a one.
+/// A `PR` object being deleted that holds the finalizer, readable or not, whatever its
+/// ReviewApp: [`finalizer::finalize_deleted_pr`] under the environment's lock. `Stale` when the
+/// object is not, or no longer, such a one.
 pub async fn finalize_pr_object(ctx: &Ctx, ns: &str, name: &str) -> Result<Outcome, Failure> {
     let lock = ctx.lock_for(ns, name);
     let _guard = lock.lock().await;
-    match ctx.current_pr(ns, name) {
-        Some(pr)
-            if pr.metadata.deletion_timestamp.is_some() && finalizer::pr_has_finalizer(&pr) =>
-        {
-            finalizer::finalize_pr(ctx, (*pr).clone()).await
+    let found = match ctx.caches.unreadable_pr(ns, name) {
+        Some(bad) => bad
+            .stranded
+            .map(|stranded| (bad.reference.resource_version, stranded)),
+        None => ctx
+            .current_pr(ns, name)
+            .filter(|pr| {
+                pr.metadata.deletion_timestamp.is_some() && has_cluster_scoped_finalizer(&**pr)
+            })
+            .map(|pr| (pr.resource_version(), Stranded::of_record(&pr))),
+    };
+    match found {
+        Some((resource_version, stranded)) => {
+            finalizer::finalize_deleted_pr(ctx, ns, name, resource_version, stranded).await
         }
-        _ => Ok(Outcome::Stale(format!(
-            "PR {name} has nothing left to finalize"
-        ))),
-    }
-}
-
-/// An unreadable `PR` object being deleted that holds the finalizer
-/// ([`crate::cache::Stranded`]): [`finalizer::finalize_stranded`] under the environment's lock.
-/// `Stale` when the object is not, or no longer, such a one.
-pub async fn finalize_unreadable_object(
-    ctx: &Ctx,
-    ns: &str,
-    name: &str,
-) -> Result<Outcome, Failure> {
-    let lock = ctx.lock_for(ns, name);
-    let _guard = lock.lock().await;
-    match ctx.caches.unreadable_pr(ns, name) {
-        Some(crate::cache::UnreadablePr {
-            stranded: Some(stranded),
-            reference,
-            ..
-        }) => {
-            finalizer::finalize_stranded(ctx, ns, name, reference.resource_version, stranded).await
-        }
-        _ => Ok(Outcome::Stale(format!(
+        None => Ok(Outcome::Stale(format!(
             "PR {name} has nothing left to finalize"
         ))),
     }

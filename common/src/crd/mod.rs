@@ -741,6 +741,13 @@ pub fn object_annotations(review_app: &str) -> BTreeMap<String, String> {
 /// deleted them.
 pub const FINALIZER_CLUSTER_SCOPED: &str = "kubetempura.mercari.com/cluster-scoped-objects";
 
+/// True when `obj` (a ReviewApp or a `PR`, typed or not) carries [`FINALIZER_CLUSTER_SCOPED`].
+pub fn has_cluster_scoped_finalizer(obj: &impl kube::ResourceExt) -> bool {
+    obj.finalizers()
+        .iter()
+        .any(|f| f == FINALIZER_CLUSTER_SCOPED)
+}
+
 /// The annotation naming the environment (`<namespace>/<PR object name>`) every rendered object
 /// belongs to: what the applier checks before it applies over, or deletes, an existing object.
 pub const ANNOTATION_ENVIRONMENT: &str = "kubetempura.mercari.com/environment";
